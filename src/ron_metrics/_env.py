@@ -1,0 +1,223 @@
+"""
+The environment as a configuration layer.
+
+``OTEL_*`` variables follow the OpenTelemetry SDK specification; ``RON_METRICS_*``
+variables address any key as ``RON_METRICS_SECTION__SUB__KEY`` and win over the
+``OTEL_*`` ones. An unknown ``RON_METRICS_*`` variable is an error, like an unknown
+key in the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from ron_metrics.errors import ConfigProblem
+
+__all__ = ["deep_merge", "env_layer"]
+
+_log = logging.getLogger("ron_metrics.config")
+
+# Resource attribute keys we map from OTEL_RESOURCE_ATTRIBUTES.
+_RESOURCE_KEYS = {
+    "service.name": ("service", "name"),
+    "service.instance.id": ("service", "instance"),
+    "service.version": ("service", "build_version"),
+}
+_EXPORTER_KINDS = {
+    "prometheus": "prometheus",
+    "otlp": "otlp",
+    "none": "none",
+    "otlp,prometheus": "both",
+    "prometheus,otlp": "both",
+}
+_NOT_ADDRESSABLE = {"RON_METRICS_CONFIG"}
+
+
+def _put(tree: dict[str, Any], path: tuple[str, ...], value: object) -> None:
+    *parents, leaf = path
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def _millis(name: str, raw: str, problems: list[ConfigProblem]) -> str | None:
+    text = raw.strip()
+    if not text.isdigit() or int(text) == 0:
+        problems.append(
+            ConfigProblem(name, "must be a positive integer of milliseconds")
+        )
+        return None
+    return f"{int(text)}ms"
+
+
+def _parse_kv_list(raw: str) -> dict[str, str] | None:
+    """
+    Parse the W3C-baggage-like ``k1=v1,k2=v2`` list the OTel spec uses.
+    """
+    result: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            return None
+        result[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+    return result
+
+
+def _resource_attributes(
+    env: Mapping[str, str],
+    allowed_extra: tuple[str, ...],
+    tree: dict[str, Any],
+    problems: list[ConfigProblem],
+) -> None:
+    raw = env.get("OTEL_RESOURCE_ATTRIBUTES")
+    if not raw:
+        return
+    pairs = _parse_kv_list(raw)
+    if pairs is None:
+        problems.append(
+            ConfigProblem(
+                "OTEL_RESOURCE_ATTRIBUTES", "must be a list of key=value pairs"
+            )
+        )
+        return
+    for key, value in pairs.items():
+        if key in _RESOURCE_KEYS:
+            _put(tree, _RESOURCE_KEYS[key], value)
+        elif key in allowed_extra:
+            _put(tree, ("labels", "extra", key), value)
+        else:
+            # Keys only, never values: a value might be anything.
+            _log.warning(
+                "OTEL_RESOURCE_ATTRIBUTES key %r ignored: not in labels.allowed_extra",
+                key,
+            )
+
+
+def _exporter_kind(
+    env: Mapping[str, str], tree: dict[str, Any], problems: list[ConfigProblem]
+) -> None:
+    raw = env.get("OTEL_METRICS_EXPORTER")
+    if not raw:
+        return
+    normalized = ",".join(sorted(part.strip() for part in raw.lower().split(",")))
+    kind = _EXPORTER_KINDS.get(normalized)
+    if kind is None:
+        problems.append(
+            ConfigProblem(
+                "OTEL_METRICS_EXPORTER",
+                f"unsupported value {raw!r}; use prometheus, otlp, none or 'otlp,prometheus'",
+            )
+        )
+    else:
+        _put(tree, ("exporter", "kind"), kind)
+
+
+def _otlp_variables(
+    env: Mapping[str, str], tree: dict[str, Any], problems: list[ConfigProblem]
+) -> None:
+    otlp = ("exporter", "otlp")
+    # The signal-specific variable (…_METRICS_…) is read last so it wins.
+    for suffix in ("", "METRICS_"):
+        prefix = f"OTEL_EXPORTER_OTLP_{suffix}"
+        if raw := env.get(f"{prefix}ENDPOINT"):
+            _put(tree, (*otlp, "endpoint"), raw)
+        if raw := env.get(f"{prefix}PROTOCOL"):
+            _put(tree, (*otlp, "protocol"), raw)
+        if raw := env.get(f"{prefix}HEADERS"):
+            headers = _parse_kv_list(raw)
+            if headers is None:
+                # Never echo the value: headers carry tokens.
+                problems.append(
+                    ConfigProblem(
+                        f"{prefix}HEADERS", "must be a list of key=value pairs"
+                    )
+                )
+            else:
+                _put(tree, (*otlp, "headers"), headers)
+        name = f"{prefix}TIMEOUT"
+        if (raw := env.get(name)) and (ms := _millis(name, raw, problems)):
+            _put(tree, (*otlp, "timeout"), ms)
+    name = "OTEL_METRIC_EXPORT_INTERVAL"
+    if (raw := env.get(name)) and (ms := _millis(name, raw, problems)):
+        _put(tree, (*otlp, "interval"), ms)
+
+
+def _prometheus_variables(env: Mapping[str, str], tree: dict[str, Any]) -> None:
+    host = env.get("OTEL_EXPORTER_PROMETHEUS_HOST")
+    port = env.get("OTEL_EXPORTER_PROMETHEUS_PORT")
+    if not (host or port):
+        return
+    host = host or "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    _put(tree, ("exporter", "prometheus", "bind"), f"{host}:{port or '9464'}")
+
+
+def _otel_layer(
+    env: Mapping[str, str],
+    allowed_extra: tuple[str, ...],
+    problems: list[ConfigProblem],
+) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    _resource_attributes(env, allowed_extra, tree, problems)
+    if raw := env.get("OTEL_SERVICE_NAME"):
+        _put(tree, ("service", "name"), raw)
+    _exporter_kind(env, tree, problems)
+    _otlp_variables(env, tree, problems)
+    _prometheus_variables(env, tree)
+    return tree
+
+
+def _ron_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith("RON_METRICS_") or name in _NOT_ADDRESSABLE:
+            continue
+        path = tuple(part.lower() for part in name[len("RON_METRICS_") :].split("__"))
+        _put(tree, path, _scalar(raw))
+    return tree
+
+
+def _scalar(raw: str) -> object:
+    """
+    Read an env value as a TOML value when it is one (lists, numbers, booleans).
+    """
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_layer(
+    env: Mapping[str, str], *, allowed_extra: tuple[str, ...]
+) -> tuple[dict[str, Any], list[ConfigProblem]]:
+    """
+    Turn the environment into a config tree, ``RON_METRICS_*`` over ``OTEL_*``.
+
+    Returns:
+        The tree and the problems found in the environment.
+    """
+    problems: list[ConfigProblem] = []
+    otel = _otel_layer(env, allowed_extra, problems)
+    ron = _ron_layer(env)
+    return deep_merge(otel, ron), problems
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Merge ``top`` over ``base``: tables merge key by key, anything else replaces.
+    """
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping):
+            below = merged.get(key)
+            merged[key] = deep_merge(below if isinstance(below, Mapping) else {}, value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,140 @@
+"""
+The ``ron-metrics`` command.
+
+- ``ron-metrics check-config [FILE]``: print the effective config (secrets masked)
+  and its digest; exit 2 with every problem on stderr when invalid.
+- ``ron-metrics demo [--config FILE]``: run the demo workload and serve it.
+- ``ron-metrics --version``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ron_metrics.config import Config, load_config
+from ron_metrics.errors import ConfigError, RonMetricsError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+DEMO_DEFAULTS: dict[str, Any] = {
+    "service": {"name": "ron-metrics-demo", "build_version": "demo"},
+    "exporter": {"prometheus": {"bind": "127.0.0.1:9464"}},
+}
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("ron-metrics")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ron-metrics",
+        description="OpenTelemetry metrics, exposed or pushed safely.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check-config", help="validate a config and print it")
+    check.add_argument(
+        "file", nargs="?", help="TOML file (default: $RON_METRICS_CONFIG)"
+    )
+    demo = commands.add_parser("demo", help="serve a synthetic workload's metrics")
+    demo.add_argument("--config", help="TOML file (default: $RON_METRICS_CONFIG)")
+    demo.add_argument(
+        "--tick",
+        type=float,
+        default=1.0,
+        help="seconds between workload ticks (default 1)",
+    )
+    return parser
+
+
+def _print_problems(error: ConfigError) -> None:
+    print(str(error), file=sys.stderr)
+
+
+def _check_config(file: str | None) -> int:
+    try:
+        config = load_config(file)
+        if config.exporter.prometheus.tls.enabled:
+            from ron_metrics.safety import check_tls_files
+
+            check_tls_files(config.exporter.prometheus.tls)
+    except ConfigError as error:
+        _print_problems(error)
+        return EXIT_CONFIG
+    print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    print(f"digest: blake3:{config.digest}")
+    return EXIT_OK
+
+
+def _demo_config(file: str | None) -> Config:
+    from ron_metrics.demo import DEMO_CARDINALITY
+
+    defaults = dict(DEMO_DEFAULTS, cardinality=DEMO_CARDINALITY)
+    return load_config(file, defaults=defaults)
+
+
+def _run_demo(file: str | None, tick: float) -> int:
+    from ron_metrics.demo import DemoWorkload
+    from ron_metrics.logs import log_event
+    from ron_metrics.runtime import start
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    log = logging.getLogger("ron_metrics.demo")
+    try:
+        config = _demo_config(file)
+    except ConfigError as error:
+        _print_problems(error)
+        return EXIT_CONFIG
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    runtime = start(config)
+    try:
+        log_event(
+            log,
+            logging.INFO,
+            "listening",
+            service=config.service.name,
+            address=runtime.address,
+            exporter=config.exporter.kind,
+            pid=os.getpid(),
+        )
+        workload = DemoWorkload(runtime.get_meter("ron_metrics.demo", "1.0"))
+        while not stop.is_set():
+            workload.tick()
+            stop.wait(tick)
+    finally:
+        runtime.shutdown(timeout=5.0)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Run the CLI; returns the process exit code.
+    """
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return _check_config(args.file)
+        return _run_demo(args.config, args.tick)
+    except ConfigError as error:
+        _print_problems(error)
+        return EXIT_CONFIG
+    except RonMetricsError as error:
+        print(f"ron-metrics: {error}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,186 @@
+"""
+The Quart app: three GET routes, thin over the guards, the coalescer and health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from quart import Quart, Response, g, request
+
+from ron_metrics.config import PrometheusConfig
+from ron_metrics.exporters.prometheus.guards import Rejection, check_request
+from ron_metrics.exporters.prometheus.render import (
+    ResponseTooLargeError,
+    accepts_gzip,
+    negotiate_format,
+)
+from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
+from ron_metrics.families import SelfMetrics
+from ron_metrics.health import HealthSnapshot
+from ron_metrics.logs import log_event
+
+__all__ = ["ExposerState", "create_app"]
+
+ACCESS_LOG = logging.getLogger("ron_metrics.access")
+_CORR_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+_SECURITY_HEADERS = (
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+)
+RETRY_AFTER_SECONDS = "1"
+
+
+@dataclass
+class ExposerState:
+    """
+    What the routes need, owned by the server.
+    """
+
+    config: PrometheusConfig
+    service: str
+    coalescer: ScrapeCoalescer
+    readiness: Callable[[], HealthSnapshot]
+    self_metrics: SelfMetrics
+    in_flight: int = 0
+
+
+def _json_body(snapshot: HealthSnapshot) -> str:
+    if snapshot.ready:
+        return json.dumps({"ready": True})
+    return json.dumps({"ready": False, "degraded": list(snapshot.degraded)})
+
+
+def _reject(state: ExposerState, rejection: Rejection) -> Response:
+    state.self_metrics.rejected.add(1, {"reason": rejection.reason})
+    response = Response(
+        rejection.message + "\n", rejection.status, mimetype="text/plain"
+    )
+    for name, value in rejection.headers:
+        response.headers[name] = value
+    if rejection.close:
+        response.headers["Connection"] = "close"
+    g.reject_reason = rejection.reason
+    return response
+
+
+async def _serve_metrics(state: ExposerState) -> Response:
+    fmt = negotiate_format(request.headers.get("Accept"))
+    gzip_ok = state.config.gzip and accepts_gzip(request.headers.get("Accept-Encoding"))
+    started = time.perf_counter()
+    try:
+        rendered = await asyncio.wait_for(
+            state.coalescer.get(fmt, gzip_ok=gzip_ok), state.config.scrape_timeout
+        )
+    except TimeoutError:
+        state.self_metrics.io_timeouts.add(1, {"op": "render"})
+        return Response(
+            "collection timed out\n",
+            503,
+            mimetype="text/plain",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    except ResponseTooLargeError:
+        state.self_metrics.rejected.add(1, {"reason": "oversize"})
+        g.reject_reason = "oversize"
+        return Response(
+            "response over the configured size bound\n", 500, mimetype="text/plain"
+        )
+    state.self_metrics.exposition_latency.record(time.perf_counter() - started)
+    response = Response(rendered.body, 200, content_type=rendered.content_type)
+    if rendered.gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept, Accept-Encoding"
+    return response
+
+
+def create_app(state: ExposerState) -> Quart:
+    """
+    Build the exposer's Quart app over ``state``.
+    """
+    app = Quart("ron_metrics.exposer")
+    app.config["MAX_CONTENT_LENGTH"] = 0
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+
+    @app.before_request
+    async def guard() -> Response | None:
+        g.started = time.perf_counter()
+        supplied = request.headers.get("X-Request-Id", "")
+        g.corr_id = supplied if _CORR_ID.match(supplied) else secrets.token_hex(8)
+        g.reject_reason = None
+        rejection = check_request(
+            request.method,
+            request.path,
+            request.headers.items(),
+            max_header_bytes=state.config.max_header_bytes,
+        )
+        if rejection is not None:
+            return _reject(state, rejection)
+        if state.in_flight >= state.config.max_in_flight:
+            return _reject(
+                state,
+                Rejection(
+                    503, "busy", "Busy", headers=(("Retry-After", RETRY_AFTER_SECONDS),)
+                ),
+            )
+        state.in_flight += 1
+        g.counted_in_flight = True
+        return None
+
+    @app.teardown_request
+    async def release(_: BaseException | None) -> None:
+        # Teardown runs even when the handler failed, so the slot is never leaked.
+        if g.get("counted_in_flight"):
+            state.in_flight -= 1
+            g.counted_in_flight = False
+
+    @app.after_request
+    async def finish(response: Response) -> Response:
+        for name, value in _SECURITY_HEADERS:
+            response.headers[name] = value
+        response.headers["X-Request-Id"] = g.get("corr_id", "")
+        started = g.get("started", time.perf_counter())
+        log_event(
+            ACCESS_LOG,
+            logging.INFO,
+            "request",
+            service=state.service,
+            endpoint=request.path,
+            method=request.method,
+            status=response.status_code,
+            reason=g.get("reject_reason"),
+            peer_addr=request.remote_addr,
+            user_agent=request.headers.get("User-Agent", "")[:128],
+            corr_id=g.get("corr_id"),
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response("ok\n", 200, mimetype="text/plain")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        snapshot = state.readiness()
+        response = Response(
+            _json_body(snapshot),
+            200 if snapshot.ready else 503,
+            mimetype="application/json",
+        )
+        if not snapshot.ready:
+            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return response
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return await _serve_metrics(state)
+
+    return app

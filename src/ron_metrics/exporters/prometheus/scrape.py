@@ -1,0 +1,84 @@
+"""
+Single-flight collection for ``/metrics``.
+
+Concurrent scrapes share one in-flight collection, and within it one encoding per
+(format, gzip) pair. Collection and encoding run on a small owned thread pool, so
+the event loop (and ``/healthz``) stays responsive while a large scrape renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client.metrics_core import Metric
+
+from ron_metrics.exporters.prometheus.render import Format, Rendered, render
+
+__all__ = ["ScrapeCoalescer"]
+
+
+@dataclass
+class _Flight:
+    families: asyncio.Future[list[Metric]]
+    renders: dict[tuple[Format, bool], asyncio.Future[Rendered]] = field(
+        default_factory=dict
+    )
+
+
+class ScrapeCoalescer:
+    """
+    Shares one collection among concurrent scrapes.
+
+    Args:
+        collect: Blocking call that collects families (the hub's ``scrape``).
+        executor: Where collection and encoding run.
+        max_bytes: Bound on an uncompressed body.
+    """
+
+    def __init__(
+        self,
+        collect: Callable[[], list[Metric]],
+        executor: concurrent.futures.Executor,
+        *,
+        max_bytes: int,
+    ) -> None:
+        self._collect = collect
+        self._executor = executor
+        self._max_bytes = max_bytes
+        self._flight: _Flight | None = None
+
+    async def get(self, fmt: Format, *, gzip_ok: bool) -> Rendered:
+        """
+        Return the rendered body, joining the in-flight collection if there is one.
+
+        Raises:
+            ResponseTooLargeError: If the body is over the bound.
+        """
+        loop = asyncio.get_running_loop()
+        flight = self._flight
+        if flight is None:
+            families = loop.run_in_executor(self._executor, self._collect)
+            flight = _Flight(families=families)
+            self._flight = flight
+            families.add_done_callback(lambda _: self._land(flight))
+        collected = await asyncio.shield(flight.families)
+        key = (fmt, gzip_ok)
+        rendering = flight.renders.get(key)
+        if rendering is None:
+            rendering = loop.run_in_executor(
+                self._executor,
+                lambda: render(
+                    collected, fmt, gzip_ok=gzip_ok, max_bytes=self._max_bytes
+                ),
+            )
+            flight.renders[key] = rendering
+        return await asyncio.shield(rendering)
+
+    def _land(self, flight: _Flight) -> None:
+        # The next scrape after a collection lands starts a fresh one, so data is
+        # never older than the request.
+        if self._flight is flight:
+            self._flight = None

@@ -1,0 +1,234 @@
+"""
+Sockets, TLS and the embedded hypercorn server for the exposer.
+
+We bind the socket ourselves (so the real address is known, and UDS/TLS safety
+lives in one place) and hand hypercorn a duplicate of it as ``fd://N``. We do not
+call ``listen()``: hypercorn's ``asyncio.start_server`` does, so ``SO_ACCEPTCONN``
+on our socket tells us the server is really accepting (readiness proof).
+
+Tested with hypercorn 0.18 (pinned ``<0.19`` in pyproject): ``_OwnedTlsConfig``
+relies on ``Config.create_ssl_context`` / ``ssl_enabled`` being what hypercorn's
+asyncio worker consults for TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Callable
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+
+from ron_metrics.config import PrometheusConfig
+from ron_metrics.errors import ExposerError
+from ron_metrics.exporters.prometheus.app import ExposerState, create_app
+from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
+from ron_metrics.families import SelfMetrics
+from ron_metrics.health import HealthSnapshot
+from ron_metrics.hub import HubReader
+from ron_metrics.logs import log_event
+from ron_metrics.safety import (
+    bind_unix_socket,
+    build_server_ssl_context,
+    remove_unix_socket,
+)
+
+__all__ = ["PrometheusSink"]
+
+_log = logging.getLogger("ron_metrics.exposer")
+
+
+class _OwnedTlsConfig(HypercornConfig):
+    """
+    A hypercorn config that serves TLS from a context we built (never from paths).
+    """
+
+    def __init__(self, context: ssl.SSLContext | None) -> None:
+        super().__init__()
+        self._owned_context = context
+
+    @property
+    def ssl_enabled(self) -> bool:
+        return self._owned_context is not None
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        return self._owned_context
+
+
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ExposerError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+class PrometheusSink:
+    """
+    The Prometheus exposer as a sink: bind, serve, prove readiness, stop.
+    """
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        config: PrometheusConfig,
+        *,
+        service: str,
+        hub: HubReader,
+        self_metrics: SelfMetrics,
+        readiness: Callable[[], HealthSnapshot],
+    ) -> None:
+        self.config = config
+        self._service = service
+        self._hub = hub
+        self._self_metrics = self_metrics
+        self._readiness = readiness
+        self._sock: socket.socket | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._stop: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.state: ExposerState | None = None
+
+    def bind(self) -> None:
+        """
+        Build TLS material and bind the socket (synchronously, so errors surface at start).
+
+        Raises:
+            ExposerError: If the address cannot be bound safely.
+            ConfigError: If TLS files are unsafe or invalid.
+        """
+        bind = self.config.bind
+        if self.config.tls.enabled:
+            self._ssl = build_server_ssl_context(self.config.tls)
+        if bind.path is not None:
+            self._sock = bind_unix_socket(bind.path)
+        else:
+            self._sock = _bind_tcp(bind.host or "127.0.0.1", bind.port or 0)
+            if not bind.is_loopback:
+                log_event(_log, logging.WARNING, "public_bind", address=str(bind))
+
+    @property
+    def address(self) -> str:
+        """
+        Where the exposer listens: ``http(s)://HOST:PORT`` or ``unix:PATH``.
+        """
+        if self._sock is None:
+            raise ExposerError("the exposer is not bound")
+        if self.config.bind.path is not None:
+            return f"unix:{self.config.bind.path}"
+        host, port = self._sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{shown}:{port}"
+
+    def listening(self) -> bool:
+        """
+        True once hypercorn accepts on our socket and its task is alive.
+        """
+        if self._sock is None or self._task is None or self._task.done():
+            return False
+        try:
+            return bool(self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        except OSError:
+            return False
+
+    def readiness_check(self) -> str | None:
+        """
+        Health pull check: ``None`` when serving.
+        """
+        return None if self.listening() else "not serving"
+
+    def _hypercorn_config(self, fd: int) -> HypercornConfig:
+        config = _OwnedTlsConfig(self._ssl)
+        config.bind = [f"fd://{fd}"]
+        config.alpn_protocols = ["http/1.1"]
+        config.read_timeout = int(max(1, round(self.config.read_timeout)))
+        config.keep_alive_timeout = self.config.idle_timeout
+        config.h11_max_incomplete_size = self.config.max_header_bytes
+        config.include_server_header = False
+        config.graceful_timeout = 2.0
+        config.backlog = self.config.max_connections
+        config.accesslog = None
+        config.errorlog = logging.getLogger("ron_metrics.hypercorn")
+        # hypercorn's "Running on ..." banner is not ours to print; our own
+        # "started" event carries the address.
+        config.loglevel = "WARNING"
+        return config
+
+    async def start(self) -> None:
+        """
+        Start serving on the running loop; returns once hypercorn accepts.
+
+        Raises:
+            ExposerError: If the server does not come up.
+        """
+        if self._sock is None:
+            self.bind()
+        assert self._sock is not None  # noqa: S101 - bind() sets it or raises
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="ron-metrics-scrape"
+        )
+        self.state = ExposerState(
+            config=self.config,
+            service=self._service,
+            coalescer=ScrapeCoalescer(
+                self._hub.scrape,
+                self._executor,
+                max_bytes=self.config.max_response_bytes,
+            ),
+            readiness=self._readiness,
+            self_metrics=self._self_metrics,
+        )
+        app = create_app(self.state)
+        self._stop = asyncio.Event()
+        fd = os.dup(self._sock.fileno())
+        self._task = asyncio.get_running_loop().create_task(
+            serve(app, self._hypercorn_config(fd), shutdown_trigger=self._stop.wait),
+            name="ron-metrics-exposer",
+        )
+        for _ in range(500):
+            if self.listening():
+                return
+            if self._task.done():
+                break
+            await asyncio.sleep(0.01)
+        error = self._task.exception() if self._task.done() else None
+        where = self.address
+        await self.stop()
+        raise ExposerError(f"the exposer did not start serving on {where}: {error!r}")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """
+        Stop accepting, let in-flight requests finish within ``timeout``, release everything.
+        """
+        if self._stop is not None:
+            self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            except Exception as exc:
+                log_event(_log, logging.ERROR, "exposer_failed", error=repr(exc))
+            self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            if self.config.bind.path is not None:
+                remove_unix_socket(self.config.bind.path)

@@ -1,0 +1,163 @@
+"""
+The hub: the one cumulative metric reader every sink collects from.
+
+It is a ``PrometheusMetricReader`` on a private ``CollectorRegistry``. A scrape
+collects through the registry as usual; an OTLP tick asks for a *capture*, so the
+same collection is handed back as ``MetricsData`` instead of being queued for
+Prometheus. Both paths run under one lock, so exactly one collection is in flight
+and at most one ``MetricsData`` is ever queued for translation (two would yield
+duplicate series, see ../shared/PEERS.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics.export import (
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from prometheus_client.metrics_core import Metric as PromFamily
+from prometheus_client.registry import CollectorRegistry
+
+__all__ = ["HubReader"]
+
+_OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
+
+
+def _with_help_text(metric: Metric) -> Metric:
+    # promtool flags an empty HELP; an instrument without a description still
+    # deserves a line that says what it is.
+    if metric.description:
+        return metric
+    return dataclasses.replace(
+        metric, description=f"Instrument {metric.name} (no description)."
+    )
+
+
+def _fill_descriptions(data: MetricsData) -> MetricsData:
+    if all(
+        metric.description
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    ):
+        return data
+    return MetricsData(
+        resource_metrics=[
+            ResourceMetrics(
+                resource=rm.resource,
+                schema_url=rm.schema_url,
+                scope_metrics=[
+                    ScopeMetrics(
+                        scope=sm.scope,
+                        schema_url=sm.schema_url,
+                        metrics=[_with_help_text(metric) for metric in sm.metrics],
+                    )
+                    for sm in rm.scope_metrics
+                ],
+            )
+            for rm in data.resource_metrics
+        ]
+    )
+
+
+class HubReader(PrometheusMetricReader):
+    """
+    The single reader of the MeterProvider; sinks call :meth:`scrape` or :meth:`capture`.
+
+    Args:
+        target_info: Emit the ``target_info`` series carrying the resource.
+        scope_labels: Put ``otel_scope_*`` labels on every series.
+        on_overflow: Called with the number of metric streams whose overflow
+            series grew since the previous collection (see :mod:`ron_metrics.families`).
+    """
+
+    def __init__(
+        self,
+        *,
+        target_info: bool = True,
+        scope_labels: bool = False,
+        on_overflow: Callable[[int], None] | None = None,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        super().__init__(
+            disable_target_info=not target_info,
+            scope_info_enabled=scope_labels,
+            registry=self.registry,
+        )
+        self._lock = threading.Lock()
+        self._capturing = False
+        self._captured: MetricsData | None = None
+        self._overflow_seen: dict[tuple[str, str], float] = {}
+        self._on_overflow = on_overflow
+        self.collections = 0
+
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        self.collections += 1
+        metrics_data = _fill_descriptions(metrics_data)
+        self._account_overflow(metrics_data)
+        if self._capturing:
+            self._captured = metrics_data
+            return
+        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+
+    def _account_overflow(self, data: MetricsData) -> None:
+        grown = 0
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if not isinstance(metric.data, Sum | Histogram):
+                        continue
+                    for point in metric.data.data_points:
+                        if (
+                            not point.attributes
+                            or _OVERFLOW_ATTRIBUTE not in point.attributes
+                        ):
+                            continue
+                        level = float(
+                            point.count
+                            if isinstance(point, HistogramDataPoint)
+                            else point.value
+                        )
+                        key = (sm.scope.name, metric.name)
+                        if level != self._overflow_seen.get(key, 0.0):
+                            grown += 1
+                        self._overflow_seen[key] = level
+        if grown and self._on_overflow is not None:
+            self._on_overflow(grown)
+
+    def scrape(self, timeout_millis: float = 10_000) -> list[PromFamily]:
+        """
+        Collect once and translate to Prometheus metric families.
+
+        Blocking; call it off the event loop.
+        """
+        with self._lock:
+            return list(self.registry.collect())
+
+    def capture(self, timeout_millis: float = 10_000) -> MetricsData | None:
+        """
+        Collect once and return the raw ``MetricsData`` (for OTLP), not queued for Prometheus.
+
+        Blocking; call it off the event loop.
+        """
+        with self._lock:
+            self._capturing = True
+            try:
+                self.collect(timeout_millis=timeout_millis)
+            finally:
+                self._capturing = False
+            captured, self._captured = self._captured, None
+            return captured

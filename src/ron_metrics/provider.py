@@ -1,0 +1,121 @@
+"""
+Build the MeterProvider: resource, views, the one hub reader, self-metrics.
+
+This is the only module that touches the OpenTelemetry global
+(:func:`install_global`); the OTel API allows setting it once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+
+from ron_metrics.config import Config
+from ron_metrics.errors import LifecycleError
+from ron_metrics.families import SelfMetrics
+from ron_metrics.hub import HubReader
+from ron_metrics.views import SELF_METER_NAME, build_views
+
+__all__ = ["BuiltProvider", "build_provider", "build_resource", "install_global"]
+
+AMNESIA_ATTRIBUTE = "ron.amnesia"
+
+
+def default_instance_id() -> str:
+    """
+    ``HOST-PID``: unique per process, so forked workers never share series.
+    """
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def build_resource(config: Config) -> Resource:
+    """
+    The resource every series carries: service identity, amnesia flag, allowlisted extras.
+    """
+    service = config.service
+    attributes: dict[str, str | bool] = {
+        "service.name": service.name,
+        "service.instance.id": service.instance or default_instance_id(),
+        AMNESIA_ATTRIBUTE: service.amnesia,
+    }
+    if service.build_version:
+        attributes["service.version"] = service.build_version
+    attributes.update(config.labels.extra)
+    # Resource(...) rather than Resource.create(): create() reads OTEL_* env vars,
+    # and the one loader has already decided what the environment means.
+    return Resource(attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltProvider:
+    """
+    What :func:`build_provider` returns.
+    """
+
+    provider: MeterProvider
+    hub: HubReader
+    self_metrics: SelfMetrics
+
+
+def build_provider(config: Config) -> BuiltProvider:
+    """
+    Build the MeterProvider with one cumulative hub reader and the self-metrics.
+
+    Raises:
+        ConfigError: If a view cannot be built.
+    """
+    views = build_views(config.cardinality)
+    prometheus = config.exporter.prometheus
+    counted: list[SelfMetrics] = []
+
+    def on_overflow(streams: int) -> None:
+        if counted:
+            counted[0].rejected.add(streams, {"reason": "cardinality"})
+
+    hub = HubReader(
+        target_info=prometheus.target_info,
+        scope_labels=prometheus.scope_labels,
+        on_overflow=on_overflow,
+    )
+    provider = MeterProvider(
+        metric_readers=[hub],
+        resource=build_resource(config),
+        views=views,
+        shutdown_on_exit=False,
+    )
+    self_metrics = SelfMetrics.create(provider.get_meter(SELF_METER_NAME))
+    counted.append(self_metrics)
+    return BuiltProvider(provider=provider, hub=hub, self_metrics=self_metrics)
+
+
+_global_lock = threading.Lock()
+_global_owner: list[MeterProvider] = []
+
+
+def install_global(provider: MeterProvider) -> None:
+    """
+    Make ``provider`` the OTel global MeterProvider, once per process.
+
+    Raises:
+        LifecycleError: If ron-metrics or anyone else already set the global.
+    """
+    with _global_lock:
+        if _global_owner:
+            raise LifecycleError(
+                "ron_metrics.start() already installed the global MeterProvider in this"
+                " process; the OpenTelemetry API allows it once. Use"
+                " start(config, set_global=False) for further runtimes."
+            )
+        otel_metrics.set_meter_provider(provider)
+        if otel_metrics.get_meter_provider() is not provider:
+            raise LifecycleError(
+                "another MeterProvider was already installed as the OpenTelemetry global;"
+                " use start(config, set_global=False) and runtime.meter_provider"
+            )
+        _global_owner.append(provider)

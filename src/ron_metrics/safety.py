@@ -1,0 +1,191 @@
+"""
+Filesystem and TLS safety for the exposer.
+
+- Unix sockets: the parent directory is ours and 0700 (created so if missing), no
+  symlink on the path, the socket is bound under a temporary name inside that
+  private directory, set to 0600 and renamed into place, so there is never a
+  moment when anyone else can reach a wider-permission socket. A stale path is
+  replaced only when it is a socket we own.
+- TLS: certificate, key and CA files are opened without following symlinks,
+  checked (regular file, owned by us, key no wider than 0600) on the open file
+  descriptor, read once into memory and loaded from an anonymous memory file, so
+  the check and the load see the same bytes and nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import ssl
+import stat
+from pathlib import Path
+
+from ron_metrics.config import TlsConfig
+from ron_metrics.errors import ConfigError, ExposerError
+
+__all__ = ["bind_unix_socket", "build_server_ssl_context", "remove_unix_socket"]
+
+
+def _check_private_dir(directory: Path) -> None:
+    try:
+        info = directory.lstat()
+    except FileNotFoundError:
+        try:
+            directory.mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise ExposerError(
+                f"cannot create socket directory {directory}: {exc.strerror}"
+            ) from exc
+        info = directory.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        raise ExposerError(f"socket directory {directory} is a symlink; refusing it")
+    if not stat.S_ISDIR(info.st_mode):
+        raise ExposerError(f"socket directory {directory} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise ExposerError(f"socket directory {directory} is not owned by this user")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise ExposerError(
+            f"socket directory {directory} has mode {stat.S_IMODE(info.st_mode):o}; it must be 0700"
+        )
+
+
+def _clear_stale(path: Path) -> None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise ExposerError(f"{path} is a symlink; refusing to replace it")
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.geteuid():
+        raise ExposerError(
+            f"{path} exists and is not a socket we own; refusing to replace it"
+        )
+    path.unlink()
+
+
+def bind_unix_socket(path_text: str) -> socket.socket:
+    """
+    Bind a 0600 Unix socket at ``path_text`` inside a private 0700 directory.
+
+    Raises:
+        ExposerError: If the directory or an existing path is unsafe, or binding fails.
+    """
+    path = Path(path_text)
+    _check_private_dir(path.parent)
+    _clear_stale(path)
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(temporary))
+        os.chmod(temporary, 0o600)
+        os.rename(temporary, path)
+    except OSError as exc:
+        sock.close()
+        temporary.unlink(missing_ok=True)
+        raise ExposerError(f"cannot bind unix:{path}: {exc.strerror}") from exc
+    return sock
+
+
+def remove_unix_socket(path_text: str) -> None:
+    """
+    Remove our socket file at shutdown, if it is still a socket.
+    """
+    path = Path(path_text)
+    try:
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _read_checked(path_text: str, key: str, *, private: bool) -> bytes:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path_text, flags)
+    except FileNotFoundError as exc:
+        raise ConfigError.single(key, f"{path_text} does not exist") from exc
+    except OSError as exc:
+        if os.path.islink(path_text):
+            raise ConfigError.single(
+                key, f"{path_text} is a symlink; refusing it"
+            ) from exc
+        raise ConfigError.single(
+            key, f"cannot open {path_text}: {exc.strerror}"
+        ) from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError.single(key, f"{path_text} is not a regular file")
+        if info.st_uid != os.geteuid():
+            raise ConfigError.single(key, f"{path_text} is not owned by this user")
+        mode = stat.S_IMODE(info.st_mode)
+        if private and mode & 0o077:
+            raise ConfigError.single(
+                key,
+                f"{path_text} has mode {mode:o}; a private key must be 0600 or stricter",
+            )
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _memory_file(name: str, content: bytes) -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    os.write(fd, content)
+    return fd
+
+
+def check_tls_files(tls: TlsConfig, prefix: str = "exporter.prometheus.tls") -> None:
+    """
+    Run the file checks only (for ``check-config``), reading nothing into a context.
+
+    Raises:
+        ConfigError: Naming the file and the problem.
+    """
+    build_server_ssl_context(tls, prefix)
+
+
+def build_server_ssl_context(
+    tls: TlsConfig, prefix: str = "exporter.prometheus.tls"
+) -> ssl.SSLContext:
+    """
+    A TLS >= 1.2 server context offering only ``http/1.1`` over ALPN.
+
+    Raises:
+        ConfigError: If a file is missing, a symlink, not ours, too open, or invalid.
+    """
+    assert_enabled = tls.cert is not None and tls.key is not None
+    if not assert_enabled:
+        raise ConfigError.single(prefix, "TLS needs both 'cert' and 'key'")
+    cert = _read_checked(str(tls.cert), f"{prefix}.cert", private=False)
+    key = _read_checked(str(tls.key), f"{prefix}.key", private=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION
+    context.set_alpn_protocols(["http/1.1"])
+    cert_fd = _memory_file("ron-metrics-cert", cert)
+    key_fd = _memory_file("ron-metrics-key", key)
+    try:
+        context.load_cert_chain(f"/proc/self/fd/{cert_fd}", f"/proc/self/fd/{key_fd}")
+    except ssl.SSLError as exc:
+        raise ConfigError.single(
+            prefix, f"certificate and key do not load: {exc.reason}"
+        ) from exc
+    finally:
+        os.close(cert_fd)
+        os.close(key_fd)
+        del key
+    if tls.client_ca is not None:
+        ca = _read_checked(tls.client_ca, f"{prefix}.client_ca", private=False)
+        try:
+            context.load_verify_locations(cadata=ca.decode("ascii", errors="strict"))
+        except (ssl.SSLError, UnicodeDecodeError) as exc:
+            raise ConfigError.single(
+                f"{prefix}.client_ca", "not a valid PEM CA bundle"
+            ) from exc
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

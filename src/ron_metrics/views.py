@@ -1,0 +1,93 @@
+"""
+Configuration → OpenTelemetry ``View``\\s.
+
+Each instrument gets exactly one stream: the first matching rule wins (exact names
+before globs, then file order), and the default view covers every instrument no
+rule claims. OTel's ``View`` would otherwise give an instrument one stream per
+matching view, so each of our views also refuses instruments that an earlier rule
+matched. Our own self-metrics (meter ``ron_metrics``) keep all their attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+from opentelemetry.sdk.metrics.view import DropAggregation, View
+
+from ron_metrics.config import CardinalityConfig, InstrumentRule
+from ron_metrics.errors import ConfigError
+
+__all__ = ["SELF_METER_NAME", "build_views"]
+
+SELF_METER_NAME = "ron_metrics"
+
+
+class _ExclusiveView(View):
+    """
+    A View that steps aside for instruments claimed by higher-priority patterns.
+    """
+
+    def __init__(
+        self, *, excluded: Sequence[str], exclude_self: bool, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self._excluded = tuple(excluded)
+        self._exclude_self = exclude_self
+
+    # `_match` is the SDK's documented extension point for selection (tested
+    # against opentelemetry-sdk 1.45; see tests/test_views.py).
+    def _match(self, instrument: Any) -> bool:
+        if (
+            self._exclude_self
+            and instrument.instrumentation_scope.name == SELF_METER_NAME
+        ):
+            return False
+        name = instrument.name.lower()
+        if any(fnmatchcase(name, pattern) for pattern in self._excluded):
+            return False
+        return bool(super()._match(instrument))
+
+
+def _rule_view(
+    rule: InstrumentRule, excluded: Sequence[str], default_limit: int
+) -> View:
+    kwargs: dict[str, Any] = {"instrument_name": rule.pattern}
+    if rule.drop:
+        kwargs["aggregation"] = DropAggregation()
+    else:
+        if rule.attributes is not None:
+            kwargs["attribute_keys"] = set(rule.attributes)
+        kwargs["aggregation_cardinality_limit"] = rule.max_series or default_limit
+    return _ExclusiveView(excluded=excluded, exclude_self=True, **kwargs)
+
+
+def build_views(cardinality: CardinalityConfig) -> list[View]:
+    """
+    Build one view per instrument rule, a default view, and the self-metrics view.
+
+    Raises:
+        ConfigError: If the SDK refuses a view built from the config.
+    """
+    views: list[View] = []
+    claimed: list[str] = []
+    try:
+        for rule in cardinality.instruments:
+            views.append(_rule_view(rule, claimed, cardinality.max_series))
+            claimed.append(rule.pattern)
+        default_kwargs: dict[str, Any] = {
+            "instrument_name": "*",
+            "aggregation_cardinality_limit": cardinality.max_series,
+        }
+        if cardinality.default_attributes is not None:
+            default_kwargs["attribute_keys"] = set(cardinality.default_attributes)
+        views.append(
+            _ExclusiveView(excluded=claimed, exclude_self=True, **default_kwargs)
+        )
+        views.append(View(meter_name=SELF_METER_NAME, instrument_name="*"))
+    except Exception as exc:  # OTel's View raises bare Exception/ValueError
+        raise ConfigError.single(
+            "cardinality", f"the OpenTelemetry SDK refused a view: {exc}"
+        ) from exc
+    return views

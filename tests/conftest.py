@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ron_metrics import Config, Runtime, start
+from ron_metrics.testing import config_for_tests
+
+StartFn = Callable[..., Runtime]
+
+
+@pytest.fixture(name="start_runtime")
+def _start_runtime() -> Iterator[StartFn]:
+    """
+    Start runtimes (never the OTel global) and shut every one down afterwards.
+    """
+    started: list[Runtime] = []
+
+    def factory(config: Config | None = None, **sections: Any) -> Runtime:
+        runtime = start(config or config_for_tests(**sections), set_global=False)
+        started.append(runtime)
+        return runtime
+
+    yield factory
+    for runtime in started:
+        runtime.shutdown()
+
+
+def prometheus_config(**prometheus: Any) -> dict[str, Any]:
+    return {"kind": "prometheus", "prometheus": prometheus}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def require(program: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        pytest.fail(f"{program} is not installed; the test command installs it (scripts/peers)")
+    return path

@@ -1,0 +1,276 @@
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ron_metrics import ConfigError, load_config
+from ron_metrics._values import BindAddress
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ron-metrics.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+class TestPrecedence:
+    @pytest.mark.parametrize(
+        ("file_kind", "env_kind", "override_kind", "expected"),
+        [
+            (None, None, None, "prometheus"),
+            ("none", None, None, "none"),
+            ("none", "otlp", None, "otlp"),
+            ("none", "otlp", "both", "both"),
+            (None, None, "none", "none"),
+            ("otlp", None, "prometheus", "prometheus"),
+        ],
+    )
+    def test_overrides_beat_env_beat_file_beat_defaults(
+        self,
+        tmp_path: Path,
+        file_kind: str | None,
+        env_kind: str | None,
+        override_kind: str | None,
+        expected: str,
+    ) -> None:
+        """Overrides > environment > file > defaults, for the same key."""
+        text = '[service]\nname = "file-svc"\n'
+        if file_kind:
+            text += f'[exporter]\nkind = "{file_kind}"\n'
+        env = {"OTEL_METRICS_EXPORTER": env_kind} if env_kind else {}
+        overrides: dict[str, Any] = {"exporter": {"kind": override_kind}} if override_kind else {}
+        config = load_config(write(tmp_path, text), env=env, **overrides)
+        assert config.exporter.kind == expected
+
+    def test_ron_metrics_env_beats_otel_env(self) -> None:
+        """RON_METRICS_* variables win over the OTEL_* ones for the same key."""
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "from-otel",
+                "RON_METRICS_SERVICE__NAME": "from-ron",
+            }
+        )
+        assert config.service.name == "from-ron"
+
+    def test_config_file_from_env_variable(self, tmp_path: Path) -> None:
+        """RON_METRICS_CONFIG names the file when no path is given."""
+        path = write(tmp_path, '[service]\nname = "via-env"\n')
+        assert load_config(env={"RON_METRICS_CONFIG": str(path)}).service.name == "via-env"
+
+    def test_defaults_layer_is_lowest(self, tmp_path: Path) -> None:
+        """The defaults tree sits below the file."""
+        path = write(tmp_path, '[service]\nname = "file"\n')
+        config = load_config(
+            path, env={}, defaults={"service": {"name": "dflt", "build_version": "1.2"}}
+        )
+        assert (config.service.name, config.service.build_version) == ("file", "1.2")
+
+
+class TestOtelEnvironment:
+    def test_otel_variables_map_to_keys(self) -> None:
+        """The OTel SDK variables set the matching keys, units converted from ms."""
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "svc",
+                "OTEL_RESOURCE_ATTRIBUTES": "service.version=1.4.2,region=eu-west-1,service.instance.id=i-1",
+                "OTEL_METRICS_EXPORTER": "prometheus,otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317",
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics-collector:4317",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20abc",
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "1500",
+                "OTEL_METRIC_EXPORT_INTERVAL": "3000",
+                "OTEL_EXPORTER_PROMETHEUS_HOST": "::1",
+                "OTEL_EXPORTER_PROMETHEUS_PORT": "9999",
+            }
+        )
+        assert config.service.build_version == "1.4.2"
+        assert config.service.instance == "i-1"
+        assert dict(config.labels.extra) == {"region": "eu-west-1"}
+        assert config.exporter.kind == "both"
+        otlp = config.exporter.otlp
+        assert otlp.endpoint == "http://metrics-collector:4317"
+        assert otlp.protocol == "http/protobuf"
+        assert dict(otlp.headers) == {"authorization": "Bearer abc"}
+        assert (otlp.timeout, otlp.interval) == (1.5, 3.0)
+        assert config.exporter.prometheus.bind == BindAddress(host="::1", port=9999)
+
+    def test_unlisted_resource_attribute_is_ignored_with_warning(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Resource attributes outside the allowlist are dropped, and the key is logged."""
+        with caplog.at_level(logging.WARNING, logger="ron_metrics.config"):
+            config = load_config(
+                env={"OTEL_SERVICE_NAME": "s", "OTEL_RESOURCE_ATTRIBUTES": "user.email=a@b.co"}
+            )
+        assert dict(config.labels.extra) == {}
+        assert "user.email" in caplog.text
+        assert "a@b.co" not in caplog.text
+
+    def test_ron_metrics_env_values_are_typed(self) -> None:
+        """RON_METRICS_* values read as TOML scalars: booleans, numbers, lists."""
+        config = load_config(
+            env={
+                "RON_METRICS_SERVICE__NAME": "svc",
+                "RON_METRICS_SERVICE__AMNESIA": "true",
+                "RON_METRICS_CARDINALITY__MAX_SERIES": "17",
+                "RON_METRICS_CARDINALITY__DEFAULT_ATTRIBUTES": '["route", "method"]',
+            }
+        )
+        assert config.service.amnesia is True
+        assert config.cardinality.max_series == 17
+        assert config.cardinality.default_attributes == ("route", "method")
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("sections", "key", "fragment"),
+        [
+            ({"service": {}}, "service.name", "required"),
+            ({"service": {"name": ""}}, "service.name", "empty"),
+            ({"service": {"name": "s", "amnesia": "maybe"}}, "service.amnesia", "true or false"),
+            ({"cardinality": {"max_series": 0}}, "cardinality.max_series", ">= 1"),
+            ({"cardinality": {"default_attributes": ["ok", "bad name"]}}, "cardinality.default_attributes", "not a valid name"),
+            ({"exporter": {"kind": "statsd"}}, "exporter.kind", "must be one of"),
+            ({"exporter": {"prometheus": {"bind": "nowhere"}}}, "exporter.prometheus.bind", "HOST:PORT"),
+            ({"exporter": {"prometheus": {"bind": "127.0.0.1:70000"}}}, "exporter.prometheus.bind", "out of range"),
+            ({"exporter": {"prometheus": {"bind": "unix:relative.sock"}}}, "exporter.prometheus.bind", "absolute"),
+            ({"exporter": {"prometheus": {"bind": "0.0.0.0:9464"}}}, "exporter.prometheus.bind", "allow_public_bind"),
+            ({"exporter": {"prometheus": {"read_timeout": "soon"}}}, "exporter.prometheus.read_timeout", "duration"),
+            ({"exporter": {"prometheus": {"read_timeout": "0s"}}}, "exporter.prometheus.read_timeout", "positive"),
+            ({"exporter": {"prometheus": {"tls": {"cert": "/c.pem"}}}}, "exporter.prometheus.tls", "together"),
+            ({"exporter": {"otlp": {"protocol": "thrift"}}}, "exporter.otlp.protocol", "must be one of"),
+            ({"exporter": {"otlp": {"timeout": "20s"}}}, "exporter.otlp.timeout", "must not exceed"),
+            ({"exporter": {"otlp": {"endpoint": "collector:4317"}}}, "exporter.otlp.endpoint", "http://"),
+            ({"labels": {"extra": {"team": "core"}}}, "labels.extra.team", "allowed_extra"),
+            ({"labels": {"extra": {"region": "x" * 200}}}, "labels.extra.region", "at most"),
+            ({"cardinality": {"instruments": {"a.*": {"drop": True, "attributes": ["x"]}}}}, 'cardinality.instruments."a.*"', "cannot be combined"),
+            ({"cardinality": {"instruments": {"a.*": {}}}}, 'cardinality.instruments."a.*"', "needs"),
+        ],
+    )
+    def test_every_error_names_its_key(
+        self, sections: dict[str, Any], key: str, fragment: str
+    ) -> None:
+        """Each invalid value is reported under its own dotted key, with the reason."""
+        sections.setdefault("service", {"name": "svc"})
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={}, **sections)
+        problems = {problem.key: problem.message for problem in caught.value.problems}
+        assert key in problems, problems
+        assert fragment in problems[key]
+
+    def test_typo_gets_a_suggestion(self, tmp_path: Path) -> None:
+        """An unknown key is rejected and its closest valid key suggested."""
+        path = write(tmp_path, '[service]\nname = "s"\n[exporter.prometheus]\nbnid = "127.0.0.1:1"\n')
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, env={})
+        (problem,) = caught.value.problems
+        assert problem.key == "exporter.prometheus.bnid"
+        assert "did you mean 'bind'" in problem.message
+
+    def test_all_problems_reported_at_once(self) -> None:
+        """Problems in different sections and sources come back together."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(
+                env={"OTEL_EXPORTER_OTLP_TIMEOUT": "soon", "RON_METRICS_EXPORTER__KNID": "x"},
+                service={"nam": "x"},
+                labels={"extra": {"zone": "a"}},
+            )
+        assert set(caught.value.keys) == {
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "exporter.knid",
+            "service.nam",
+            "service.name",
+            "labels.extra.zone",
+        }
+
+    def test_invalid_toml_is_reported(self, tmp_path: Path) -> None:
+        """A file that is not TOML is a ConfigError naming the file."""
+        path = write(tmp_path, "[service\nname=")
+        with pytest.raises(ConfigError, match="not valid TOML"):
+            load_config(path, env={})
+
+    def test_missing_file_is_reported(self, tmp_path: Path) -> None:
+        """A missing file is a ConfigError, not an OSError."""
+        with pytest.raises(ConfigError, match="does not exist"):
+            load_config(tmp_path / "nope.toml", env={})
+
+    def test_config_error_is_a_value_error(self) -> None:
+        """ConfigError can be caught as ValueError."""
+        with pytest.raises(ValueError, match="service.name"):
+            load_config(env={})
+
+    @pytest.mark.parametrize(
+        ("raw", "seconds"),
+        [("2s", 2.0), ("150ms", 0.15), ("1m", 60.0), ("500us", 0.0005), (3, 3.0), ("1.5s", 1.5)],
+    )
+    def test_durations(self, raw: object, seconds: float) -> None:
+        """Durations accept units and bare numbers of seconds."""
+        config = load_config(env={}, service={"name": "s"}, exporter={"otlp": {"interval": raw, "timeout": "100us"}})
+        assert config.exporter.otlp.interval == pytest.approx(seconds)
+
+
+class TestSecrets:
+    def test_headers_masked_in_repr_and_dict(self) -> None:
+        """OTLP header values never appear in repr() or to_dict()."""
+        config = load_config(
+            env={}, service={"name": "s"}, exporter={"otlp": {"headers": {"api-key": "s3cr3t-value"}}}
+        )
+        assert "s3cr3t-value" not in repr(config)
+        assert "s3cr3t-value" not in str(config.to_dict())
+        assert config.to_dict()["exporter"]["otlp"]["headers"] == {"api-key": "***"}
+        assert config.to_dict(reveal_secrets=True)["exporter"]["otlp"]["headers"] == {
+            "api-key": "s3cr3t-value"
+        }
+
+    def test_bad_headers_env_does_not_echo_value(self) -> None:
+        """An unparsable header variable is reported without its value."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={"OTEL_SERVICE_NAME": "s", "OTEL_EXPORTER_OTLP_HEADERS": "tokenXYZsecret"})
+        assert "tokenXYZsecret" not in str(caught.value)
+        assert "OTEL_EXPORTER_OTLP_HEADERS" in caught.value.keys
+
+    def test_secret_label_value_not_echoed(self) -> None:
+        """A label refused as secret-like is not echoed in the error."""
+        token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={}, service={"name": "s"}, labels={"extra": {"tier": token}})
+        assert token not in str(caught.value)
+        assert caught.value.keys == ("labels.extra.tier",)
+
+
+class TestDigestAndAliases:
+    def test_digest_is_stable_and_tracks_changes(self) -> None:
+        """The BLAKE3 digest is the same for equal configs and differs otherwise."""
+        a = load_config(env={}, service={"name": "s"})
+        b = load_config(env={}, service={"name": "s"})
+        c = load_config(env={}, service={"name": "t"})
+        assert a.digest == b.digest
+        assert a.digest != c.digest
+        assert len(a.digest) == 64
+
+    def test_digest_tracks_secret_changes(self) -> None:
+        """Changing only a header value changes the digest (so a reload sees it)."""
+        a = load_config(env={}, service={"name": "s"}, exporter={"otlp": {"headers": {"k": "1"}}})
+        b = load_config(env={}, service={"name": "s"}, exporter={"otlp": {"headers": {"k": "2"}}})
+        assert a.digest != b.digest
+
+    def test_deprecated_alias_warns_and_applies(self, tmp_path: Path) -> None:
+        """exporter.prometheus.listen_addr still works, with a DeprecationWarning."""
+        path = write(tmp_path, '[service]\nname="s"\n[exporter.prometheus]\nlisten_addr = "127.0.0.1:9100"\n')
+        with pytest.warns(DeprecationWarning, match="exporter.prometheus.bind"):
+            config = load_config(path, env={})
+        assert config.exporter.prometheus.bind.port == 9100
+
+    def test_alias_and_new_key_together_is_an_error(self, tmp_path: Path) -> None:
+        """Setting both the deprecated and the new key in one source is refused."""
+        path = write(
+            tmp_path,
+            '[service]\nname="s"\n[exporter.prometheus]\nlisten_addr = "127.0.0.1:1"\nbind = "127.0.0.1:2"\n',
+        )
+        with pytest.raises(ConfigError, match="both are set"):
+            load_config(path, env={})
