@@ -9,8 +9,6 @@ Importing this package starts nothing and reads nothing: everything happens in
 
 from __future__ import annotations
 
-from typing import Any
-
 from ron_metrics.config import (
     CardinalityConfig,
     Config,
@@ -60,7 +58,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> str:
     # Read lazily so importing the package stays free of metadata lookups.
     if name == "__version__":
         from importlib.metadata import version

@@ -59,7 +59,9 @@ def _rule_view(
     else:
         if rule.attributes is not None:
             kwargs["attribute_keys"] = set(rule.attributes)
-        kwargs["aggregation_cardinality_limit"] = rule.max_series or default_limit
+        kwargs["aggregation_cardinality_limit"] = (
+            default_limit if rule.max_series is None else rule.max_series
+        )
     return _ExclusiveView(excluded=excluded, exclude_self=True, **kwargs)
 
 

@@ -95,6 +95,7 @@ class PrometheusSink:
         self._self_metrics = self_metrics
         self._readiness = readiness
         self._sock: socket.socket | None = None
+        self._address: str | None = None
         self._ssl: ssl.SSLContext | None = None
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -118,17 +119,23 @@ class PrometheusSink:
             self._sock = _bind_tcp(bind.host or "127.0.0.1", bind.port or 0)
             if not bind.is_loopback:
                 log_event(_log, logging.WARNING, "public_bind", address=str(bind))
+        self._address = self._describe_bound(self._sock)
 
     @property
     def address(self) -> str:
         """
         Where the exposer listens: ``http(s)://HOST:PORT`` or ``unix:PATH``.
+
+        Stays readable after :meth:`stop`, for logs and error messages.
         """
-        if self._sock is None:
+        if self._address is None:
             raise ExposerError("the exposer is not bound")
+        return self._address
+
+    def _describe_bound(self, sock: socket.socket) -> str:
         if self.config.bind.path is not None:
             return f"unix:{self.config.bind.path}"
-        host, port = self._sock.getsockname()[:2]
+        host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         scheme = "https" if self._ssl is not None else "http"
         return f"{scheme}://{shown}:{port}"

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ron_metrics.cli import main
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+class TestCheckConfig:
+    def test_valid_config_prints_effective_config_and_digest(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """check-config exits 0, prints the config with secrets masked, and the digest."""
+        monkeypatch.delenv("RON_METRICS_CONFIG", raising=False)
+        path = write(
+            tmp_path,
+            """
+            [service]
+            name = "api"
+            [exporter.otlp.headers]
+            api-key = "very-secret-key"
+            """,
+        )
+        assert main(["check-config", str(path)]) == 0
+        out = capsys.readouterr().out
+        body, _, digest_line = out.rpartition("digest: ")
+        config = json.loads(body)
+        assert config["service"]["name"] == "api"
+        assert config["exporter"]["otlp"]["headers"] == {"api-key": "***"}
+        assert "very-secret-key" not in out
+        assert digest_line.startswith("blake3:") and len(digest_line.strip()) == len("blake3:") + 64
+
+    def test_invalid_config_exits_2_with_every_problem(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """check-config exits 2 and lists every problem, each with its key, on stderr."""
+        path = write(
+            tmp_path,
+            """
+            [service]
+            nmae = "api"
+            [exporter]
+            kind = "carrier-pigeon"
+            """,
+        )
+        assert main(["check-config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "service.nmae: unknown key; did you mean 'name'?" in err
+        assert "service.name: is required" in err
+        assert "exporter.kind: must be one of" in err
+
+    def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--version prints the package version and exits 0."""
+        with pytest.raises(SystemExit) as exited:
+            main(["--version"])
+        assert exited.value.code == 0
+        assert capsys.readouterr().out.startswith("ron-metrics 0.")
+
+
+@pytest.fixture(name="demo")
+def _demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
+    path = write(tmp_path, '[exporter.prometheus]\nbind = "127.0.0.1:0"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RON_METRICS_", "OTEL_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ron_metrics", "demo", "--config", str(path), "--tick", "0.2"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        listening: dict[str, object] | None = None
+        deadline = time.monotonic() + 30
+        assert process.stderr is not None
+        while listening is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            if '"event":"listening"' in line:
+                listening = json.loads(line)
+        assert listening is not None, "demo never logged its listening line"
+        yield process, listening
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+class TestDemo:
+    def test_demo_serves_workload_and_exits_cleanly(
+        self, demo: tuple[subprocess.Popen[str], dict[str, object]]
+    ) -> None:
+        """The demo logs one listening line, serves its workload, and exits 0 on SIGTERM."""
+        process, listening = demo
+        address = str(listening["address"])
+        assert address.startswith("http://127.0.0.1:")
+        deadline = time.monotonic() + 20
+        body = ""
+        while "cache_lookups_total" not in body and time.monotonic() < deadline:
+            body = httpx.get(f"{address}/metrics", timeout=5).text
+            time.sleep(0.2)
+        assert "http_server_requests_total{" in body
+        assert "http_server_request_duration_seconds_bucket{" in body
+        assert 'otel_metric_overflow="true"' in body  # the burst tripped the limit
+        assert "user_id" not in body  # the allowlist dropped it
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import StartFn, free_port, prometheus_config, require
+
+
+@pytest.fixture(name="prometheus_for")
+def _prometheus_for(tmp_path: Path) -> Iterator[object]:
+    processes: list[subprocess.Popen[bytes]] = []
+    log = (tmp_path / "prometheus.log").open("wb")
+
+    def launch(target: str) -> str:
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "scrape_configs:\n  - job_name: ron\n    static_configs:\n"
+            f"      - targets: ['{target}']\n"
+        )
+        process = subprocess.Popen(
+            [
+                require("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        processes.append(process)
+        return f"http://127.0.0.1:{port}"
+
+    yield launch
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    log.close()
+
+
+def query(base: str, promql: str) -> list[dict[str, object]]:
+    response = httpx.get(f"{base}/api/v1/query?query={urllib.parse.quote(promql)}", timeout=5)
+    result: list[dict[str, object]] = json.loads(response.text)["data"]["result"]
+    return result
+
+
+def wait_for_value(base: str, promql: str, expected: float, timeout: float = 45) -> float | None:
+    deadline = time.monotonic() + timeout
+    seen: float | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = query(base, promql)
+        except (httpx.HTTPError, KeyError, json.JSONDecodeError):
+            result = []
+        if result:
+            seen = float(result[0]["value"][1])  # type: ignore[index]
+            if seen == expected:
+                return seen
+        time.sleep(0.5)
+    return seen
+
+
+@pytest.mark.peer
+class TestRealPrometheus:
+    def test_prometheus_scrapes_exact_counter_value(
+        self, start_runtime: StartFn, prometheus_for: object
+    ) -> None:
+        """A real Prometheus scraping every 1 s sees up == 1 and the exact counter value."""
+        runtime = start_runtime(exporter=prometheus_config())
+        counter = runtime.get_meter("app").create_counter("checkout", description="Checkouts.")
+        for _ in range(42):
+            counter.add(1, {"shop": "eu"})
+        target = str(runtime.address).removeprefix("http://")
+        base = prometheus_for(target)  # type: ignore[operator]
+        assert wait_for_value(base, 'up{job="ron"}', 1.0) == 1.0
+        assert wait_for_value(base, 'checkout_total{shop="eu"}', 42.0) == 42.0
+        counter.add(8, {"shop": "eu"})
+        assert wait_for_value(base, 'checkout_total{shop="eu"}', 50.0) == 50.0

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import ron_metrics
+
+
+class TestPublicApi:
+    def test_all_is_sorted_and_complete(self) -> None:
+        """__all__ is sorted and lists exactly the public names the package defines."""
+        assert list(ron_metrics.__all__) == sorted(ron_metrics.__all__)
+        public = {
+            name
+            for name in vars(ron_metrics)
+            if not name.startswith("_") and not isinstance(getattr(ron_metrics, name), type(sys))
+        }
+        public.discard("annotations")
+        assert public == set(ron_metrics.__all__)
+
+    def test_version_is_exposed(self) -> None:
+        """ron_metrics.__version__ comes from the installed metadata."""
+        assert ron_metrics.__version__.count(".") >= 2
+
+    def test_import_starts_nothing(self) -> None:
+        """Importing the package starts no thread and installs no provider, even with a broken env."""
+        code = (
+            "import os, threading\n"
+            "os.environ['RON_METRICS_CONFIG'] = '/nonexistent.toml'\n"
+            "os.environ['OTEL_METRIC_EXPORT_INTERVAL'] = 'garbage'\n"
+            "before = threading.active_count()\n"
+            "import ron_metrics, ron_metrics.runtime, ron_metrics.cli\n"
+            "from opentelemetry import metrics\n"
+            "print(threading.active_count() - before)\n"
+            "print(type(metrics.get_meter_provider()).__name__)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.split()
+        assert out[0] == "0"
+        assert out[1] == "_ProxyMeterProvider"

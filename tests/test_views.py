@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ron_metrics import ConfigError
+from ron_metrics.testing import config_for_tests, runtime_for_tests, sample_value, samples
+from ron_metrics.views import build_views
+
+
+def series(runtime: Any, name: str) -> list[frozenset[tuple[str, str]]]:
+    return [labels for (sample, labels), _ in samples(runtime).items() if sample == name]
+
+
+class TestAllowlists:
+    def test_default_allowlist_keeps_listed_attributes_only(self) -> None:
+        """With default_attributes, unlisted attributes are dropped and counts merge."""
+        config = config_for_tests(cardinality={"default_attributes": ["route"]})
+        with runtime_for_tests(config) as runtime:
+            counter = runtime.get_meter("app").create_counter("hits")
+            for user in range(5):
+                counter.add(1, {"route": "/a", "user.id": f"u{user}"})
+            assert sample_value(runtime, "hits_total", route="/a") == 5
+            assert all("user_id" not in dict(labels) for labels in series(runtime, "hits_total"))
+
+    def test_instrument_rule_beats_default(self) -> None:
+        """A per-instrument rule replaces the default allowlist for that instrument."""
+        config = config_for_tests(
+            cardinality={
+                "default_attributes": ["route"],
+                "instruments": {"jobs": {"attributes": ["queue"]}},
+            }
+        )
+        with runtime_for_tests(config) as runtime:
+            meter = runtime.get_meter("app")
+            meter.create_counter("jobs").add(2, {"queue": "q1", "route": "/x"})
+            meter.create_counter("hits").add(3, {"queue": "q1", "route": "/x"})
+            (jobs,) = series(runtime, "jobs_total")
+            (hits,) = series(runtime, "hits_total")
+            assert ("queue", "q1") in jobs and ("route", "/x") not in jobs
+            assert ("route", "/x") in hits and ("queue", "q1") not in hits
+
+    def test_exact_name_beats_glob_and_one_stream_each(self) -> None:
+        """An exact rule wins over a matching glob; the instrument is exported once."""
+        config = config_for_tests(
+            cardinality={
+                "instruments": {
+                    "http.*": {"attributes": ["method"]},
+                    "http.requests": {"attributes": ["status"]},
+                }
+            }
+        )
+        with runtime_for_tests(config) as runtime:
+            meter = runtime.get_meter("app")
+            meter.create_counter("http.requests").add(1, {"method": "GET", "status": "200"})
+            meter.create_counter("http.errors").add(1, {"method": "GET", "status": "500"})
+            requests = series(runtime, "http_requests_total")
+            errors = series(runtime, "http_errors_total")
+            assert len(requests) == 1 and ("status", "200") in requests[0]
+            assert ("method", "GET") not in requests[0]
+            assert len(errors) == 1 and ("method", "GET") in errors[0]
+
+    def test_drop_rule_removes_instrument(self) -> None:
+        """drop = true removes the instrument from every export."""
+        config = config_for_tests(cardinality={"instruments": {"debug.*": {"drop": True}}})
+        with runtime_for_tests(config) as runtime:
+            meter = runtime.get_meter("app")
+            meter.create_counter("debug.noise").add(1)
+            meter.create_counter("kept").add(1)
+            names = {name for name, _ in samples(runtime)}
+            assert "kept_total" in names
+            assert not any(name.startswith("debug_noise") for name in names)
+
+    def test_self_metrics_keep_their_labels(self) -> None:
+        """Our own families keep their labels even under a strict default allowlist."""
+        config = config_for_tests(cardinality={"default_attributes": []})
+        with runtime_for_tests(config) as runtime:
+            assert sample_value(runtime, "rejected_total", reason="method") == 0
+
+
+class TestCardinality:
+    @pytest.mark.parametrize(("limit", "extra"), [(10, 1), (10, 25), (50, 200)])
+    def test_series_bounded_with_overflow_and_counted(self, limit: int, extra: int) -> None:
+        """max_series + N attribute sets give max_series series plus one overflow series."""
+        config = config_for_tests(cardinality={"max_series": limit})
+        with runtime_for_tests(config) as runtime:
+            counter = runtime.get_meter("app").create_counter("bomb")
+            for index in range(limit + extra):
+                counter.add(1, {"key": f"v{index}"})
+            rows = series(runtime, "bomb_total")
+            overflow = [labels for labels in rows if ("otel_metric_overflow", "true") in labels]
+            assert len(rows) == limit + 1
+            assert len(overflow) == 1
+            values = samples(runtime)
+            total = sum(v for (name, _), v in values.items() if name == "bomb_total")
+            assert total == limit + extra  # nothing lost: overflow keeps the counts
+            rejected = sample_value(runtime, "rejected_total", reason="cardinality")
+            assert rejected is not None and rejected > 0
+
+    def test_per_instrument_max_series(self) -> None:
+        """An instrument rule's max_series overrides the global bound."""
+        config = config_for_tests(
+            cardinality={"max_series": 100, "instruments": {"small": {"max_series": 3}}}
+        )
+        with runtime_for_tests(config) as runtime:
+            counter = runtime.get_meter("app").create_counter("small")
+            for index in range(10):
+                counter.add(1, {"k": str(index)})
+            assert len(series(runtime, "small_total")) == 4
+
+    def test_no_overflow_no_rejection(self) -> None:
+        """Below the bound, rejected_total{reason="cardinality"} stays at zero."""
+        with runtime_for_tests() as runtime:
+            counter = runtime.get_meter("app").create_counter("calm")
+            for index in range(5):
+                counter.add(1, {"k": str(index)})
+            samples(runtime)
+            assert sample_value(runtime, "rejected_total", reason="cardinality") == 0
+
+
+class TestBuildViews:
+    def test_sdk_refusal_becomes_config_error(self) -> None:
+        """A view the SDK refuses surfaces as ConfigError, not a bare Exception."""
+        from ron_metrics.config import CardinalityConfig, InstrumentRule
+
+        bad = CardinalityConfig(instruments=(InstrumentRule(pattern="x", max_series=0),))
+        with pytest.raises(ConfigError, match="refused a view"):
+            build_views(bad)
