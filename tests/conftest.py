@@ -44,5 +44,7 @@ def free_port() -> int:
 def require(program: str) -> str:
     path = shutil.which(program)
     if path is None:
-        pytest.fail(f"{program} is not installed; the test command installs it (scripts/peers)")
+        pytest.fail(
+            f"{program} is not installed; the test command installs it (scripts/peers)"
+        )
     return path

@@ -24,7 +24,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 class TestCheckConfig:
     def test_valid_config_prints_effective_config_and_digest(
-        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """check-config exits 0, prints the config with secrets masked, and the digest."""
         monkeypatch.delenv("RON_METRICS_CONFIG", raising=False)
@@ -44,7 +47,10 @@ class TestCheckConfig:
         assert config["service"]["name"] == "api"
         assert config["exporter"]["otlp"]["headers"] == {"api-key": "***"}
         assert "very-secret-key" not in out
-        assert digest_line.startswith("blake3:") and len(digest_line.strip()) == len("blake3:") + 64
+        assert (
+            digest_line.startswith("blake3:")
+            and len(digest_line.strip()) == len("blake3:") + 64
+        )
 
     def test_invalid_config_exits_2_with_every_problem(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -76,9 +82,22 @@ class TestCheckConfig:
 @pytest.fixture(name="demo")
 def _demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
     path = write(tmp_path, '[exporter.prometheus]\nbind = "127.0.0.1:0"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RON_METRICS_", "OTEL_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RON_METRICS_", "OTEL_"))
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "ron_metrics", "demo", "--config", str(path), "--tick", "0.2"],
+        [
+            sys.executable,
+            "-m",
+            "ron_metrics",
+            "demo",
+            "--config",
+            str(path),
+            "--tick",
+            "0.2",
+        ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -100,6 +119,8 @@ def _demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, obj
         if process.poll() is None:
             process.kill()
         process.wait(10)
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 class TestDemo:

@@ -42,7 +42,9 @@ class TestPrecedence:
         if file_kind:
             text += f'[exporter]\nkind = "{file_kind}"\n'
         env = {"OTEL_METRICS_EXPORTER": env_kind} if env_kind else {}
-        overrides: dict[str, Any] = {"exporter": {"kind": override_kind}} if override_kind else {}
+        overrides: dict[str, Any] = (
+            {"exporter": {"kind": override_kind}} if override_kind else {}
+        )
         config = load_config(write(tmp_path, text), env=env, **overrides)
         assert config.exporter.kind == expected
 
@@ -59,7 +61,9 @@ class TestPrecedence:
     def test_config_file_from_env_variable(self, tmp_path: Path) -> None:
         """RON_METRICS_CONFIG names the file when no path is given."""
         path = write(tmp_path, '[service]\nname = "via-env"\n')
-        assert load_config(env={"RON_METRICS_CONFIG": str(path)}).service.name == "via-env"
+        assert (
+            load_config(env={"RON_METRICS_CONFIG": str(path)}).service.name == "via-env"
+        )
 
     def test_defaults_layer_is_lowest(self, tmp_path: Path) -> None:
         """The defaults tree sits below the file."""
@@ -105,7 +109,10 @@ class TestOtelEnvironment:
         """Resource attributes outside the allowlist are dropped, and the key is logged."""
         with caplog.at_level(logging.WARNING, logger="ron_metrics.config"):
             config = load_config(
-                env={"OTEL_SERVICE_NAME": "s", "OTEL_RESOURCE_ATTRIBUTES": "user.email=a@b.co"}
+                env={
+                    "OTEL_SERVICE_NAME": "s",
+                    "OTEL_RESOURCE_ATTRIBUTES": "user.email=a@b.co",
+                }
             )
         assert dict(config.labels.extra) == {}
         assert "user.email" in caplog.text
@@ -132,24 +139,92 @@ class TestValidation:
         [
             ({"service": {}}, "service.name", "required"),
             ({"service": {"name": ""}}, "service.name", "empty"),
-            ({"service": {"name": "s", "amnesia": "maybe"}}, "service.amnesia", "true or false"),
+            (
+                {"service": {"name": "s", "amnesia": "maybe"}},
+                "service.amnesia",
+                "true or false",
+            ),
             ({"cardinality": {"max_series": 0}}, "cardinality.max_series", ">= 1"),
-            ({"cardinality": {"default_attributes": ["ok", "bad name"]}}, "cardinality.default_attributes", "not a valid name"),
+            (
+                {"cardinality": {"default_attributes": ["ok", "bad name"]}},
+                "cardinality.default_attributes",
+                "not a valid name",
+            ),
             ({"exporter": {"kind": "statsd"}}, "exporter.kind", "must be one of"),
-            ({"exporter": {"prometheus": {"bind": "nowhere"}}}, "exporter.prometheus.bind", "HOST:PORT"),
-            ({"exporter": {"prometheus": {"bind": "127.0.0.1:70000"}}}, "exporter.prometheus.bind", "out of range"),
-            ({"exporter": {"prometheus": {"bind": "unix:relative.sock"}}}, "exporter.prometheus.bind", "absolute"),
-            ({"exporter": {"prometheus": {"bind": "0.0.0.0:9464"}}}, "exporter.prometheus.bind", "allow_public_bind"),
-            ({"exporter": {"prometheus": {"read_timeout": "soon"}}}, "exporter.prometheus.read_timeout", "duration"),
-            ({"exporter": {"prometheus": {"read_timeout": "0s"}}}, "exporter.prometheus.read_timeout", "positive"),
-            ({"exporter": {"prometheus": {"tls": {"cert": "/c.pem"}}}}, "exporter.prometheus.tls", "together"),
-            ({"exporter": {"otlp": {"protocol": "thrift"}}}, "exporter.otlp.protocol", "must be one of"),
-            ({"exporter": {"otlp": {"timeout": "20s"}}}, "exporter.otlp.timeout", "must not exceed"),
-            ({"exporter": {"otlp": {"endpoint": "collector:4317"}}}, "exporter.otlp.endpoint", "http://"),
-            ({"labels": {"extra": {"team": "core"}}}, "labels.extra.team", "allowed_extra"),
-            ({"labels": {"extra": {"region": "x" * 200}}}, "labels.extra.region", "at most"),
-            ({"cardinality": {"instruments": {"a.*": {"drop": True, "attributes": ["x"]}}}}, 'cardinality.instruments."a.*"', "cannot be combined"),
-            ({"cardinality": {"instruments": {"a.*": {}}}}, 'cardinality.instruments."a.*"', "needs"),
+            (
+                {"exporter": {"prometheus": {"bind": "nowhere"}}},
+                "exporter.prometheus.bind",
+                "HOST:PORT",
+            ),
+            (
+                {"exporter": {"prometheus": {"bind": "127.0.0.1:70000"}}},
+                "exporter.prometheus.bind",
+                "out of range",
+            ),
+            (
+                {"exporter": {"prometheus": {"bind": "unix:relative.sock"}}},
+                "exporter.prometheus.bind",
+                "absolute",
+            ),
+            (
+                {"exporter": {"prometheus": {"bind": "0.0.0.0:9464"}}},
+                "exporter.prometheus.bind",
+                "allow_public_bind",
+            ),
+            (
+                {"exporter": {"prometheus": {"read_timeout": "soon"}}},
+                "exporter.prometheus.read_timeout",
+                "duration",
+            ),
+            (
+                {"exporter": {"prometheus": {"read_timeout": "0s"}}},
+                "exporter.prometheus.read_timeout",
+                "positive",
+            ),
+            (
+                {"exporter": {"prometheus": {"tls": {"cert": "/c.pem"}}}},
+                "exporter.prometheus.tls",
+                "together",
+            ),
+            (
+                {"exporter": {"otlp": {"protocol": "thrift"}}},
+                "exporter.otlp.protocol",
+                "must be one of",
+            ),
+            (
+                {"exporter": {"otlp": {"timeout": "20s"}}},
+                "exporter.otlp.timeout",
+                "must not exceed",
+            ),
+            (
+                {"exporter": {"otlp": {"endpoint": "collector:4317"}}},
+                "exporter.otlp.endpoint",
+                "http://",
+            ),
+            (
+                {"labels": {"extra": {"team": "core"}}},
+                "labels.extra.team",
+                "allowed_extra",
+            ),
+            (
+                {"labels": {"extra": {"region": "x" * 200}}},
+                "labels.extra.region",
+                "at most",
+            ),
+            (
+                {
+                    "cardinality": {
+                        "instruments": {"a.*": {"drop": True, "attributes": ["x"]}}
+                    }
+                },
+                'cardinality.instruments."a.*"',
+                "cannot be combined",
+            ),
+            (
+                {"cardinality": {"instruments": {"a.*": {}}}},
+                'cardinality.instruments."a.*"',
+                "needs",
+            ),
         ],
     )
     def test_every_error_names_its_key(
@@ -165,7 +240,10 @@ class TestValidation:
 
     def test_typo_gets_a_suggestion(self, tmp_path: Path) -> None:
         """An unknown key is rejected and its closest valid key suggested."""
-        path = write(tmp_path, '[service]\nname = "s"\n[exporter.prometheus]\nbnid = "127.0.0.1:1"\n')
+        path = write(
+            tmp_path,
+            '[service]\nname = "s"\n[exporter.prometheus]\nbnid = "127.0.0.1:1"\n',
+        )
         with pytest.raises(ConfigError) as caught:
             load_config(path, env={})
         (problem,) = caught.value.problems
@@ -176,7 +254,10 @@ class TestValidation:
         """Problems in different sections and sources come back together."""
         with pytest.raises(ConfigError) as caught:
             load_config(
-                env={"OTEL_EXPORTER_OTLP_TIMEOUT": "soon", "RON_METRICS_EXPORTER__KNID": "x"},
+                env={
+                    "OTEL_EXPORTER_OTLP_TIMEOUT": "soon",
+                    "RON_METRICS_EXPORTER__KNID": "x",
+                },
                 service={"nam": "x"},
                 labels={"extra": {"zone": "a"}},
             )
@@ -201,16 +282,27 @@ class TestValidation:
 
     def test_config_error_is_a_value_error(self) -> None:
         """ConfigError can be caught as ValueError."""
-        with pytest.raises(ValueError, match="service.name"):
+        with pytest.raises(ValueError, match=r"service\.name"):
             load_config(env={})
 
     @pytest.mark.parametrize(
         ("raw", "seconds"),
-        [("2s", 2.0), ("150ms", 0.15), ("1m", 60.0), ("500us", 0.0005), (3, 3.0), ("1.5s", 1.5)],
+        [
+            ("2s", 2.0),
+            ("150ms", 0.15),
+            ("1m", 60.0),
+            ("500us", 0.0005),
+            (3, 3.0),
+            ("1.5s", 1.5),
+        ],
     )
     def test_durations(self, raw: object, seconds: float) -> None:
         """Durations accept units and bare numbers of seconds."""
-        config = load_config(env={}, service={"name": "s"}, exporter={"otlp": {"interval": raw, "timeout": "100us"}})
+        config = load_config(
+            env={},
+            service={"name": "s"},
+            exporter={"otlp": {"interval": raw, "timeout": "100us"}},
+        )
         assert config.exporter.otlp.interval == pytest.approx(seconds)
 
 
@@ -218,7 +310,9 @@ class TestSecrets:
     def test_headers_masked_in_repr_and_dict(self) -> None:
         """OTLP header values never appear in repr() or to_dict()."""
         config = load_config(
-            env={}, service={"name": "s"}, exporter={"otlp": {"headers": {"api-key": "s3cr3t-value"}}}
+            env={},
+            service={"name": "s"},
+            exporter={"otlp": {"headers": {"api-key": "s3cr3t-value"}}},
         )
         assert "s3cr3t-value" not in repr(config)
         assert "s3cr3t-value" not in str(config.to_dict())
@@ -230,7 +324,12 @@ class TestSecrets:
     def test_bad_headers_env_does_not_echo_value(self) -> None:
         """An unparsable header variable is reported without its value."""
         with pytest.raises(ConfigError) as caught:
-            load_config(env={"OTEL_SERVICE_NAME": "s", "OTEL_EXPORTER_OTLP_HEADERS": "tokenXYZsecret"})
+            load_config(
+                env={
+                    "OTEL_SERVICE_NAME": "s",
+                    "OTEL_EXPORTER_OTLP_HEADERS": "tokenXYZsecret",
+                }
+            )
         assert "tokenXYZsecret" not in str(caught.value)
         assert "OTEL_EXPORTER_OTLP_HEADERS" in caught.value.keys
 
@@ -238,7 +337,9 @@ class TestSecrets:
         """A label refused as secret-like is not echoed in the error."""
         token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
         with pytest.raises(ConfigError) as caught:
-            load_config(env={}, service={"name": "s"}, labels={"extra": {"tier": token}})
+            load_config(
+                env={}, service={"name": "s"}, labels={"extra": {"tier": token}}
+            )
         assert token not in str(caught.value)
         assert caught.value.keys == ("labels.extra.tier",)
 
@@ -255,13 +356,20 @@ class TestDigestAndAliases:
 
     def test_digest_tracks_secret_changes(self) -> None:
         """Changing only a header value changes the digest (so a reload sees it)."""
-        a = load_config(env={}, service={"name": "s"}, exporter={"otlp": {"headers": {"k": "1"}}})
-        b = load_config(env={}, service={"name": "s"}, exporter={"otlp": {"headers": {"k": "2"}}})
+        a = load_config(
+            env={}, service={"name": "s"}, exporter={"otlp": {"headers": {"k": "1"}}}
+        )
+        b = load_config(
+            env={}, service={"name": "s"}, exporter={"otlp": {"headers": {"k": "2"}}}
+        )
         assert a.digest != b.digest
 
     def test_deprecated_alias_warns_and_applies(self, tmp_path: Path) -> None:
         """exporter.prometheus.listen_addr still works, with a DeprecationWarning."""
-        path = write(tmp_path, '[service]\nname="s"\n[exporter.prometheus]\nlisten_addr = "127.0.0.1:9100"\n')
+        path = write(
+            tmp_path,
+            '[service]\nname="s"\n[exporter.prometheus]\nlisten_addr = "127.0.0.1:9100"\n',
+        )
         with pytest.warns(DeprecationWarning, match="exporter.prometheus.bind"):
             config = load_config(path, env={})
         assert config.exporter.prometheus.bind.port == 9100

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_om,
+)
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from conftest import StartFn, prometheus_config
@@ -35,7 +37,9 @@ def text_samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], floa
 
 
 class TestServing:
-    def test_binds_ephemeral_loopback_and_reports_real_port(self, start_runtime: StartFn) -> None:
+    def test_binds_ephemeral_loopback_and_reports_real_port(
+        self, start_runtime: StartFn
+    ) -> None:
         """The default bind is 127.0.0.1:0 and Runtime.address has the real port."""
         runtime = start_runtime(exporter={"kind": "prometheus"})
         assert runtime.address is not None
@@ -50,7 +54,10 @@ class TestServing:
         )
         response = httpx.get(f"{runtime.address}/metrics", timeout=10)
         assert response.status_code == 200
-        assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert (
+            response.headers["content-type"]
+            == "text/plain; version=0.0.4; charset=utf-8"
+        )
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-content-type-options"] == "nosniff"
         values = text_samples(response.text)
@@ -61,9 +68,13 @@ class TestServing:
         runtime = start_runtime(exporter=prometheus_config())
         runtime.get_meter("app").create_counter("jobs").add(3)
         response = httpx.get(
-            f"{runtime.address}/metrics", headers={"Accept": PROMETHEUS_ACCEPT}, timeout=10
+            f"{runtime.address}/metrics",
+            headers={"Accept": PROMETHEUS_ACCEPT},
+            timeout=10,
         )
-        assert response.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+        assert response.headers["content-type"].startswith(
+            "application/openmetrics-text; version=1.0.0"
+        )
         assert response.text.endswith("# EOF\n")
         families = {family.name: family for family in parse_om(response.text)}
         assert families["jobs"].samples[0].value == 3
@@ -71,8 +82,12 @@ class TestServing:
     def test_gzip_when_asked(self, start_runtime: StartFn) -> None:
         """Accept-Encoding: gzip gets a gzip body that decompresses to the text format."""
         runtime = start_runtime(exporter=prometheus_config())
-        with socket.create_connection(("127.0.0.1", int(runtime.address.rsplit(":", 1)[1]))) as sock:  # type: ignore[union-attr]
-            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+        with socket.create_connection(
+            ("127.0.0.1", int(runtime.address.rsplit(":", 1)[1]))
+        ) as sock:  # type: ignore[union-attr]
+            sock.sendall(
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+            )
             raw = b""
             while chunk := sock.recv(65536):
                 raw += chunk
@@ -89,14 +104,19 @@ class TestServing:
         assert ready.status_code == 200
         assert ready.json() == {"ready": True}
 
-    def test_readyz_flips_with_a_failing_check_and_back(self, start_runtime: StartFn) -> None:
+    def test_readyz_flips_with_a_failing_check_and_back(
+        self, start_runtime: StartFn
+    ) -> None:
         """A failing health check makes /readyz 503 with the reason and Retry-After, then 200 again."""
         runtime = start_runtime(exporter=prometheus_config())
         runtime.health.set("database", ok=False, detail="primary unreachable")
         down = httpx.get(f"{runtime.address}/readyz", timeout=5)
         assert down.status_code == 503
         assert down.headers["retry-after"] == "1"
-        assert down.json() == {"ready": False, "degraded": ["database: primary unreachable"]}
+        assert down.json() == {
+            "ready": False,
+            "degraded": ["database: primary unreachable"],
+        }
         runtime.health.set("database", ok=True)
         assert httpx.get(f"{runtime.address}/readyz", timeout=5).status_code == 200
 
@@ -109,14 +129,21 @@ class TestServing:
         runtime = start_runtime(exporter=prometheus_config())
         out = subprocess.run(
             [require("curl"), "-sS", "--max-time", "10", f"{runtime.address}/metrics"],
-            capture_output=True, text=True, check=True, timeout=30,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
         ).stdout
         assert "# TYPE io_timeouts_total counter" in out
 
 
 class TestRejections:
-    @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "BREW"])
-    def test_other_methods_get_405_with_allow(self, start_runtime: StartFn, method: str) -> None:
+    @pytest.mark.parametrize(
+        "method", ["POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "BREW"]
+    )
+    def test_other_methods_get_405_with_allow(
+        self, start_runtime: StartFn, method: str
+    ) -> None:
         """Every method but GET gets 405 with Allow: GET, counted as reason=method."""
         runtime = start_runtime(exporter=prometheus_config())
         response = httpx.request(method, f"{runtime.address}/metrics", timeout=5)
@@ -136,14 +163,18 @@ class TestRejections:
     def test_get_with_body_rejected_before_read(self, start_runtime: StartFn) -> None:
         """A GET announcing a body gets 400 and Connection: close, counted once."""
         runtime = start_runtime(exporter=prometheus_config())
-        response = httpx.request("GET", f"{runtime.address}/metrics", content=b"x" * 10, timeout=5)
+        response = httpx.request(
+            "GET", f"{runtime.address}/metrics", content=b"x" * 10, timeout=5
+        )
         assert response.status_code == 400
         assert response.headers["connection"] == "close"
         assert sample_value(runtime, "rejected_total", reason="body") == 1
 
 
 class TestSingleFlight:
-    def test_concurrent_scrapes_share_one_collection(self, start_runtime: StartFn) -> None:
+    def test_concurrent_scrapes_share_one_collection(
+        self, start_runtime: StartFn
+    ) -> None:
         """N concurrent scrapes cause one collection, and all get the same body."""
         runtime = start_runtime(exporter=prometheus_config())
         gate = threading.Event()
@@ -157,8 +188,13 @@ class TestSingleFlight:
 
         async def scrape_all() -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=20) as client:
-                tasks = [asyncio.create_task(client.get(f"{runtime.address}/metrics")) for _ in range(8)]
-                await asyncio.sleep(0.5)  # all eight are now waiting on the one collection
+                tasks = [
+                    asyncio.create_task(client.get(f"{runtime.address}/metrics"))
+                    for _ in range(8)
+                ]
+                await asyncio.sleep(
+                    0.5
+                )  # all eight are now waiting on the one collection
                 gate.set()
                 return await asyncio.gather(*tasks)
 
@@ -167,9 +203,13 @@ class TestSingleFlight:
         assert runtime.hub.collections - before == 1
         assert len({r.content for r in responses}) == 1
 
-    def test_healthz_answers_while_big_scrape_renders(self, start_runtime: StartFn) -> None:
+    def test_healthz_answers_while_big_scrape_renders(
+        self, start_runtime: StartFn
+    ) -> None:
         """/healthz answers while a 50k-series scrape is still rendering."""
-        runtime = start_runtime(cardinality={"max_series": 60_000}, exporter=prometheus_config())
+        runtime = start_runtime(
+            cardinality={"max_series": 60_000}, exporter=prometheus_config()
+        )
         counter = runtime.get_meter("app").create_counter("wide")
         for index in range(50_000):
             counter.add(1, {"k": str(index)})
@@ -177,7 +217,9 @@ class TestSingleFlight:
         result: list[int] = []
 
         def big_scrape() -> None:
-            result.append(len(httpx.get(f"{runtime.address}/metrics", timeout=60).content))
+            result.append(
+                len(httpx.get(f"{runtime.address}/metrics", timeout=60).content)
+            )
             done.set()
 
         thread = threading.Thread(target=big_scrape)
@@ -203,7 +245,11 @@ class TestAccessLog:
         with caplog.at_level(logging.INFO, logger="ron_metrics.access"):
             httpx.get(
                 f"{runtime.address}/healthz",
-                headers={"Authorization": "Bearer top-secret-token", "User-Agent": "probe/1", "X-Request-Id": "abc-123"},
+                headers={
+                    "Authorization": "Bearer top-secret-token",
+                    "User-Agent": "probe/1",
+                    "X-Request-Id": "abc-123",
+                },
                 timeout=5,
             )
             deadline = time.monotonic() + 5
@@ -211,13 +257,32 @@ class TestAccessLog:
                 time.sleep(0.01)
         (record,) = [r for r in caplog.records if r.name == "ron_metrics.access"]
         line = json.loads(record.getMessage())
-        assert {"ts", "level", "service", "endpoint", "method", "status", "reason", "peer_addr", "user_agent", "corr_id", "duration_ms"} <= set(line)
-        assert (line["endpoint"], line["status"], line["user_agent"], line["corr_id"]) == ("/healthz", 200, "probe/1", "abc-123")
+        assert {
+            "ts",
+            "level",
+            "service",
+            "endpoint",
+            "method",
+            "status",
+            "reason",
+            "peer_addr",
+            "user_agent",
+            "corr_id",
+            "duration_ms",
+        } <= set(line)
+        assert (
+            line["endpoint"],
+            line["status"],
+            line["user_agent"],
+            line["corr_id"],
+        ) == ("/healthz", 200, "probe/1", "abc-123")
         assert "top-secret-token" not in caplog.text
 
 
 class TestUnixSocket:
-    def test_uds_is_private_and_removed(self, start_runtime: StartFn, tmp_path: Path) -> None:
+    def test_uds_is_private_and_removed(
+        self, start_runtime: StartFn, tmp_path: Path
+    ) -> None:
         """A unix: bind makes a 0700 directory and a 0600 socket, removed at shutdown."""
         path = tmp_path / "run" / "metrics.sock"
         runtime = start_runtime(exporter=prometheus_config(bind=f"unix:{path}"))
@@ -236,7 +301,9 @@ class TestAsyncHost:
     @pytest.mark.asyncio
     async def test_runs_in_the_hosts_loop(self) -> None:
         """start_async serves from the caller's loop; shutdown_async stops it."""
-        runtime = await start_async(config_for_tests(exporter=prometheus_config()), set_global=False)
+        runtime = await start_async(
+            config_for_tests(exporter=prometheus_config()), set_global=False
+        )
         try:
             runtime.get_meter("app").create_counter("async_hits").add(2)
             async with httpx.AsyncClient(timeout=10) as client:

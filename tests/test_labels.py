@@ -30,7 +30,9 @@ class TestLabelValues:
             ("Zk9xQ2hUbE5vV1JtY3pHYTdQeEt1", "random token"),
         ],
     )
-    def test_risky_values_are_refused_without_echo(self, value: str, fragment: str) -> None:
+    def test_risky_values_are_refused_without_echo(
+        self, value: str, fragment: str
+    ) -> None:
         """Values that are too long, unprintable, or look like PII/secrets are refused."""
         why = check_label_value(value)
         assert why is not None

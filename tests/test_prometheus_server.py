@@ -51,12 +51,16 @@ def _prometheus_for(tmp_path: Path) -> Iterator[object]:
 
 
 def query(base: str, promql: str) -> list[dict[str, object]]:
-    response = httpx.get(f"{base}/api/v1/query?query={urllib.parse.quote(promql)}", timeout=5)
+    response = httpx.get(
+        f"{base}/api/v1/query?query={urllib.parse.quote(promql)}", timeout=5
+    )
     result: list[dict[str, object]] = json.loads(response.text)["data"]["result"]
     return result
 
 
-def wait_for_value(base: str, promql: str, expected: float, timeout: float = 45) -> float | None:
+def wait_for_value(
+    base: str, promql: str, expected: float, timeout: float = 45
+) -> float | None:
     deadline = time.monotonic() + timeout
     seen: float | None = None
     while time.monotonic() < deadline:
@@ -79,7 +83,9 @@ class TestRealPrometheus:
     ) -> None:
         """A real Prometheus scraping every 1 s sees up == 1 and the exact counter value."""
         runtime = start_runtime(exporter=prometheus_config())
-        counter = runtime.get_meter("app").create_counter("checkout", description="Checkouts.")
+        counter = runtime.get_meter("app").create_counter(
+            "checkout", description="Checkouts."
+        )
         for _ in range(42):
             counter.add(1, {"shop": "eu"})
         target = str(runtime.address).removeprefix("http://")

@@ -12,9 +12,13 @@ from ron_metrics.demo import DEMO_CARDINALITY, DemoWorkload
 
 @pytest.mark.peer
 class TestPromtool:
-    def test_demo_workload_output_has_zero_findings(self, start_runtime: StartFn) -> None:
+    def test_demo_workload_output_has_zero_findings(
+        self, start_runtime: StartFn
+    ) -> None:
         """promtool check metrics finds nothing in the live output of the demo workload."""
-        runtime = start_runtime(cardinality=DEMO_CARDINALITY, exporter=prometheus_config())
+        runtime = start_runtime(
+            cardinality=DEMO_CARDINALITY, exporter=prometheus_config()
+        )
         workload = DemoWorkload(runtime.get_meter("ron_metrics.demo", "1.0"))
         for _ in range(12):
             workload.tick()
@@ -24,7 +28,10 @@ class TestPromtool:
         assert 'otel_metric_overflow="true"' in body
         result = subprocess.run(
             [require("promtool"), "check", "metrics"],
-            input=body, capture_output=True, text=True, timeout=60,
+            input=body,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         assert result.stderr.strip() == "" and result.stdout.strip() == ""
@@ -34,7 +41,10 @@ class TestPromtool:
         bad = "# HELP x_total \n# TYPE x_total counter\nx_total 1\n"
         result = subprocess.run(
             [require("promtool"), "check", "metrics"],
-            input=bad, capture_output=True, text=True, timeout=60,
+            input=bad,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode != 0
         time.sleep(0)

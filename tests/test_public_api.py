@@ -13,7 +13,8 @@ class TestPublicApi:
         public = {
             name
             for name in vars(ron_metrics)
-            if not name.startswith("_") and not isinstance(getattr(ron_metrics, name), type(sys))
+            if not name.startswith("_")
+            and not isinstance(getattr(ron_metrics, name), type(sys))
         }
         public.discard("annotations")
         assert public == set(ron_metrics.__all__)
@@ -35,7 +36,11 @@ class TestPublicApi:
             "print(type(metrics.get_meter_provider()).__name__)\n"
         )
         out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         ).stdout.split()
         assert out[0] == "0"
         assert out[1] == "_ProxyMeterProvider"

@@ -5,12 +5,19 @@ from typing import Any
 import pytest
 
 from ron_metrics import ConfigError
-from ron_metrics.testing import config_for_tests, runtime_for_tests, sample_value, samples
+from ron_metrics.testing import (
+    config_for_tests,
+    runtime_for_tests,
+    sample_value,
+    samples,
+)
 from ron_metrics.views import build_views
 
 
 def series(runtime: Any, name: str) -> list[frozenset[tuple[str, str]]]:
-    return [labels for (sample, labels), _ in samples(runtime).items() if sample == name]
+    return [
+        labels for (sample, labels), _ in samples(runtime).items() if sample == name
+    ]
 
 
 class TestAllowlists:
@@ -22,7 +29,10 @@ class TestAllowlists:
             for user in range(5):
                 counter.add(1, {"route": "/a", "user.id": f"u{user}"})
             assert sample_value(runtime, "hits_total", route="/a") == 5
-            assert all("user_id" not in dict(labels) for labels in series(runtime, "hits_total"))
+            assert all(
+                "user_id" not in dict(labels)
+                for labels in series(runtime, "hits_total")
+            )
 
     def test_instrument_rule_beats_default(self) -> None:
         """A per-instrument rule replaces the default allowlist for that instrument."""
@@ -53,8 +63,12 @@ class TestAllowlists:
         )
         with runtime_for_tests(config) as runtime:
             meter = runtime.get_meter("app")
-            meter.create_counter("http.requests").add(1, {"method": "GET", "status": "200"})
-            meter.create_counter("http.errors").add(1, {"method": "GET", "status": "500"})
+            meter.create_counter("http.requests").add(
+                1, {"method": "GET", "status": "200"}
+            )
+            meter.create_counter("http.errors").add(
+                1, {"method": "GET", "status": "500"}
+            )
             requests = series(runtime, "http_requests_total")
             errors = series(runtime, "http_errors_total")
             assert len(requests) == 1 and ("status", "200") in requests[0]
@@ -63,7 +77,9 @@ class TestAllowlists:
 
     def test_drop_rule_removes_instrument(self) -> None:
         """drop = true removes the instrument from every export."""
-        config = config_for_tests(cardinality={"instruments": {"debug.*": {"drop": True}}})
+        config = config_for_tests(
+            cardinality={"instruments": {"debug.*": {"drop": True}}}
+        )
         with runtime_for_tests(config) as runtime:
             meter = runtime.get_meter("app")
             meter.create_counter("debug.noise").add(1)
@@ -81,7 +97,9 @@ class TestAllowlists:
 
 class TestCardinality:
     @pytest.mark.parametrize(("limit", "extra"), [(10, 1), (10, 25), (50, 200)])
-    def test_series_bounded_with_overflow_and_counted(self, limit: int, extra: int) -> None:
+    def test_series_bounded_with_overflow_and_counted(
+        self, limit: int, extra: int
+    ) -> None:
         """max_series + N attribute sets give max_series series plus one overflow series."""
         config = config_for_tests(cardinality={"max_series": limit})
         with runtime_for_tests(config) as runtime:
@@ -89,7 +107,9 @@ class TestCardinality:
             for index in range(limit + extra):
                 counter.add(1, {"key": f"v{index}"})
             rows = series(runtime, "bomb_total")
-            overflow = [labels for labels in rows if ("otel_metric_overflow", "true") in labels]
+            overflow = [
+                labels for labels in rows if ("otel_metric_overflow", "true") in labels
+            ]
             assert len(rows) == limit + 1
             assert len(overflow) == 1
             values = samples(runtime)
@@ -124,6 +144,8 @@ class TestBuildViews:
         """A view the SDK refuses surfaces as ConfigError, not a bare Exception."""
         from ron_metrics.config import CardinalityConfig, InstrumentRule
 
-        bad = CardinalityConfig(instruments=(InstrumentRule(pattern="x", max_series=0),))
+        bad = CardinalityConfig(
+            instruments=(InstrumentRule(pattern="x", max_series=0),)
+        )
         with pytest.raises(ConfigError, match="refused a view"):
             build_views(bad)

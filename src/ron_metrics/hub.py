@@ -106,12 +106,13 @@ class HubReader(PrometheusMetricReader):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> None:
         self.collections += 1
-        metrics_data = _fill_descriptions(metrics_data)
         self._account_overflow(metrics_data)
         if self._capturing:
             self._captured = metrics_data
             return
-        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+        super()._receive_metrics(
+            _fill_descriptions(metrics_data), timeout_millis, **kwargs
+        )
 
     def _account_overflow(self, data: MetricsData) -> None:
         grown = 0

@@ -22,8 +22,10 @@ from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 
 from ron_metrics._loop import LoopThread
-from ron_metrics.config import Config
-from ron_metrics.errors import LifecycleError
+from ron_metrics.bus import Bus, ConfigUpdated, Draining, ExporterSwitched
+from ron_metrics.config import Config, OtlpConfig, PrometheusConfig
+from ron_metrics.errors import ConfigError, ExporterError, LifecycleError
+from ron_metrics.exporters.otlp import OtlpSink
 from ron_metrics.exporters.prometheus.server import PrometheusSink
 from ron_metrics.families import SelfMetrics
 from ron_metrics.health import HealthRegistry, HealthSnapshot
@@ -70,6 +72,9 @@ class Runtime:
         self.hub = built.hub
         self.self_metrics: SelfMetrics = built.self_metrics
         self.prometheus: PrometheusSink | None = None
+        self.otlp: OtlpSink | None = None
+        self.bus = Bus(on_lag=self.self_metrics.bus_lagged.add)
+        self._switch_lock = asyncio.Lock()
         self.health.set("config", ok=True)
         self.health.add_check(
             "draining", lambda: "shutting down" if self._draining else None
@@ -157,6 +162,7 @@ class Runtime:
             self._check_process()
             self.state = RuntimeState.STOPPING
             self._draining = True
+        self.bus.publish(Draining())
         log_event(_log, logging.INFO, "stopping")
         return True
 
@@ -171,21 +177,210 @@ class Runtime:
     async def _stop_sinks(self, deadline: float) -> None:
         if self.prometheus is not None:
             await self.prometheus.stop(max(0.1, deadline - time.monotonic()))
+        if self.otlp is not None:
+            # The final flush: increments made up to now reach the collector.
+            await asyncio.to_thread(
+                self.otlp.stop, max(0.1, deadline - time.monotonic())
+            )
+
+    def _new_prometheus(self, config: PrometheusConfig) -> PrometheusSink:
+        return PrometheusSink(
+            config,
+            service=self.config.service.name,
+            hub=self.hub,
+            self_metrics=self.self_metrics,
+            readiness=self.health.snapshot,
+        )
+
+    def _new_otlp(self, config: OtlpConfig, health_name: str = "otlp") -> OtlpSink:
+        return OtlpSink(
+            config,
+            hub=self.hub,
+            self_metrics=self.self_metrics,
+            health=self.health,
+            health_name=health_name,
+        )
+
+    async def _start_prometheus(self, config: PrometheusConfig) -> PrometheusSink:
+        sink = self._new_prometheus(config)
+        sink.bind()
+        await sink.start()
+        return sink
+
+    def _adopt_prometheus(self, sink: PrometheusSink | None) -> None:
+        self.prometheus = sink
+        if sink is None:
+            self.health.remove("prometheus")
+        else:
+            self.health.add_check("prometheus", sink.readiness_check)
 
     async def _start_sinks(self) -> None:
         exporter = self.config.exporter
         if exporter.prometheus_enabled:
-            sink = PrometheusSink(
-                exporter.prometheus,
-                service=self.config.service.name,
-                hub=self.hub,
-                self_metrics=self.self_metrics,
-                readiness=self.health.snapshot,
+            self._adopt_prometheus(await self._start_prometheus(exporter.prometheus))
+        if exporter.otlp_enabled:
+            self.otlp = self._new_otlp(exporter.otlp)
+            self.otlp.start()
+
+    # -- reload -------------------------------------------------------------------
+
+    def reload(self, new_config: Config, timeout: float = 10.0) -> tuple[str, ...]:
+        """
+        Apply ``new_config`` live; exporter changes are make-before-break behind readiness.
+
+        Readiness reports ``switching`` while sinks change. A new sink must prove itself
+        within ``timeout`` (serving, or one successful export) before the old one stops;
+        otherwise the new one is torn down, the old one keeps running, and the reload
+        fails. Keys fixed at provider build (``service``, ``labels``, ``cardinality``,
+        ``exporter.prometheus.target_info``/``scope_labels``) need a restart.
+
+        Returns:
+            The changed key paths (empty when nothing changed).
+
+        Raises:
+            ConfigError: If a changed key needs a restart; nothing was changed.
+            ExporterError: If the new sink could not prove itself; the old one still runs.
+            LifecycleError: If the runtime is not running or runs in an asyncio loop.
+        """
+        self._check_process()
+        if self._loop_thread is None:
+            raise LifecycleError(
+                "this runtime runs in an asyncio loop; use 'await runtime.reload_async()'"
             )
+        return self._loop_thread.run(self._reload(new_config, timeout))
+
+    async def reload_async(
+        self, new_config: Config, timeout: float = 10.0
+    ) -> tuple[str, ...]:
+        """
+        Async twin of :meth:`reload` for runtimes made by :func:`start_async`.
+        """
+        self._check_process()
+        if self._loop_thread is not None:
+            return await asyncio.to_thread(self.reload, new_config, timeout)
+        return await self._reload(new_config, timeout)
+
+    async def _reload(self, new_config: Config, timeout: float) -> tuple[str, ...]:
+        async with self._switch_lock:
+            if self.state is not RuntimeState.RUNNING:
+                raise LifecycleError(
+                    f"cannot reload a runtime that is {self.state.value}"
+                )
+            old = self.config
+            changed = changed_keys(old, new_config)
+            if not changed:
+                return ()
+            try:
+                _refuse_restart_keys(changed)
+                self.health.set("switching", ok=False, detail="switching")
+                try:
+                    await self._switch(old, new_config, time.monotonic() + timeout)
+                finally:
+                    self.health.remove("switching")
+            except (ConfigError, ExporterError) as exc:
+                self.self_metrics.reload_failures.add(1)
+                log_event(
+                    _log,
+                    logging.ERROR,
+                    "reload_failed",
+                    changed=list(changed),
+                    error=str(exc),
+                )
+                raise
+            self.config = new_config
+            self.bus.publish(ConfigUpdated(old.digest, new_config.digest, changed))
+            if old.exporter.kind != new_config.exporter.kind:
+                self.bus.publish(
+                    ExporterSwitched(old.exporter.kind, new_config.exporter.kind)
+                )
+            log_event(
+                _log,
+                logging.INFO,
+                "reloaded",
+                changed=list(changed),
+                old_digest=old.digest,
+                new_digest=new_config.digest,
+                address=self.address,
+            )
+            return changed
+
+    async def _switch(self, old: Config, new: Config, deadline: float) -> None:
+        old_exp, new_exp = old.exporter, new.exporter
+        replace_prometheus = new_exp.prometheus_enabled and (
+            self.prometheus is None or old_exp.prometheus != new_exp.prometheus
+        )
+        replace_otlp = new_exp.otlp_enabled and (
+            self.otlp is None or old_exp.otlp != new_exp.otlp
+        )
+        old_prometheus, old_otlp = self.prometheus, self.otlp
+        new_prometheus: PrometheusSink | None = None
+        new_otlp: OtlpSink | None = None
+        try:
+            if replace_prometheus:
+                new_prometheus = await self._make_prometheus(
+                    old_exp.prometheus, new_exp.prometheus, deadline
+                )
+            if replace_otlp:
+                new_otlp = await self._make_otlp(new_exp.otlp, deadline)
+        except BaseException:
+            if new_prometheus is not None:
+                await new_prometheus.stop(1.0)
+            if self.prometheus is None and old_prometheus is not None:
+                # Break-before-make was needed (same address); bring the old one back.
+                self._adopt_prometheus(await self._start_prometheus(old_exp.prometheus))
+            raise
+        # The new sinks proved themselves: retire what the new config no longer wants.
+        if new_prometheus is not None or not new_exp.prometheus_enabled:
+            if old_prometheus is not None and old_prometheus is self.prometheus:
+                await old_prometheus.stop(max(0.1, deadline - time.monotonic()))
+            self._adopt_prometheus(new_prometheus)
+        if new_otlp is not None or not new_exp.otlp_enabled:
+            self.otlp = new_otlp
+            if old_otlp is not None:
+                await asyncio.to_thread(
+                    old_otlp.stop, max(0.1, deadline - time.monotonic())
+                )
+
+    async def _make_prometheus(
+        self, old: PrometheusConfig, new: PrometheusConfig, deadline: float
+    ) -> PrometheusSink:
+        same_address = (
+            self.prometheus is not None
+            and old.bind == new.bind
+            and (new.bind.is_unix or new.bind.port != 0)
+        )
+        if same_address and self.prometheus is not None:
+            # One address cannot be bound twice: stop the old exposer first (readiness
+            # already says "switching"); _switch restarts it if the new one fails.
+            await self.prometheus.stop(max(0.1, deadline - time.monotonic()))
+            self._adopt_prometheus(None)
+        sink = self._new_prometheus(new)
+        try:
             sink.bind()
-            await sink.start()
-            self.prometheus = sink
-            self.health.add_check("prometheus", sink.readiness_check)
+            await asyncio.wait_for(sink.start(), max(0.1, deadline - time.monotonic()))
+        except BaseException as exc:
+            await sink.stop(1.0)
+            raise ExporterError(
+                f"the new Prometheus exposer did not start: {exc}"
+            ) from exc
+        return sink
+
+    async def _make_otlp(self, config: OtlpConfig, deadline: float) -> OtlpSink:
+        # The candidate reports under its own health name until it is adopted, so
+        # its failures never touch the running sink's state.
+        sink = self._new_otlp(config, health_name="otlp-candidate")
+        sink.start()
+        remaining = max(0.1, deadline - time.monotonic())
+        if not await asyncio.to_thread(sink.proven, remaining):
+            await asyncio.to_thread(sink.stop, 1.0, flush=False)
+            raise ExporterError(
+                f"the new OTLP sink made no successful export to {config.resolved_endpoint}"
+                " before the deadline"
+            )
+        if self.otlp is not None:
+            self.otlp.rename_health("otlp-retiring")
+        sink.rename_health("otlp")
+        return sink
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         assert self._loop_thread is not None  # noqa: S101 - only called in thread mode
@@ -251,3 +446,47 @@ async def start_async(config: Config, *, set_global: bool = True) -> Runtime:
         raise
     runtime._enter_running()
     return runtime
+
+
+_RESTART_PREFIXES = (
+    "service.",
+    "labels.",
+    "cardinality.",
+    "exporter.prometheus.target_info",
+    "exporter.prometheus.scope_labels",
+)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_keys(old: Config, new: Config) -> tuple[str, ...]:
+    """
+    The dotted key paths whose effective values differ (secrets compared, never shown).
+    """
+    before = _flatten(old.to_dict(reveal_secrets=True))
+    after = _flatten(new.to_dict(reveal_secrets=True))
+    return tuple(
+        sorted(
+            key
+            for key in before.keys() | after.keys()
+            if before.get(key) != after.get(key)
+        )
+    )
+
+
+def _refuse_restart_keys(changed: tuple[str, ...]) -> None:
+    fixed = [key for key in changed if key.startswith(_RESTART_PREFIXES)]
+    if fixed:
+        raise ConfigError.single(
+            fixed[0],
+            "fixed when the MeterProvider was built; restart to change: "
+            + ", ".join(fixed),
+        )

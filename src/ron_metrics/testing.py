@@ -32,9 +32,10 @@ def config_for_tests(**sections: Mapping[str, Any]) -> Config:
 
     ``service.name`` defaults to ``"test"`` and ``exporter.kind`` to ``"none"``.
     """
-    service = {"name": "test", **dict(sections.pop("service", {}))}
-    exporter = {"kind": "none", **dict(sections.pop("exporter", {}))}
-    return load_config(env={}, service=service, exporter=exporter, **sections)
+    overrides: dict[str, Any] = dict(sections)
+    overrides["service"] = {"name": "test", **dict(sections.get("service", {}))}
+    overrides["exporter"] = {"kind": "none", **dict(sections.get("exporter", {}))}
+    return load_config(None, env={}, **overrides)
 
 
 @contextmanager

@@ -1,0 +1,267 @@
+"""
+The OTLP push sink: every ``interval``, capture one collection from the hub and export it.
+
+- Exports run on one owned thread (``ron-metrics-otlp``): at most one export is in flight
+  and there is no queue — a slow collector delays the next tick, it never piles up data or
+  blocks the application's ``counter.add()``.
+- Health is judged from the exporter's own result (``force_flush()`` is not trusted, see
+  ../shared/PEERS.md): after ``failure_threshold`` consecutive failures readiness reports
+  ``otlp: otlp_export_failing``; the first success clears it.
+- Failures are counted in ``otlp_export_failures_total`` and logged at a bounded rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+from ron_metrics.config import OtlpConfig
+from ron_metrics.errors import ConfigError
+from ron_metrics.families import SelfMetrics
+from ron_metrics.health import HealthRegistry
+from ron_metrics.hub import HubReader
+from ron_metrics.logs import log_event
+
+__all__ = ["OtlpSink", "build_exporter"]
+
+_log = logging.getLogger("ron_metrics.otlp")
+FAILURE_LOG_INTERVAL = 30.0
+HEALTH_CHECK = "otlp"
+FAILING_REASON = "otlp_export_failing"
+
+
+def _read_ca(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ConfigError.single(
+            "exporter.otlp.ca_file", f"cannot read {path}: {exc.strerror}"
+        ) from exc
+
+
+def build_exporter(config: OtlpConfig) -> MetricExporter:
+    """
+    Build the OTLP exporter for ``config.protocol`` with every setting passed explicitly.
+
+    Raises:
+        ConfigError: If the CA file cannot be read.
+    """
+    endpoint = config.resolved_endpoint
+    headers = dict(config.headers)
+    if config.protocol == "grpc":
+        import grpc
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcExporter,
+        )
+
+        compression = {
+            "none": grpc.Compression.NoCompression,
+            "gzip": grpc.Compression.Gzip,
+            "deflate": grpc.Compression.Deflate,
+        }[config.compression]
+        secure = endpoint.startswith("https://")
+        credentials = None
+        if secure:
+            root = _read_ca(config.ca_file) if config.ca_file else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=root)  # type: ignore[no-untyped-call]
+        return GrpcExporter(
+            endpoint=endpoint,
+            insecure=not secure,
+            credentials=credentials,
+            headers=headers,
+            timeout=config.timeout,
+            compression=compression,
+        )
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpExporter,
+    )
+
+    if config.ca_file:
+        _read_ca(config.ca_file)  # fail early with a ConfigError naming the key
+    return HttpExporter(
+        endpoint=endpoint,
+        certificate_file=config.ca_file,
+        headers=headers,
+        timeout=config.timeout,
+        compression=Compression(config.compression),
+    )
+
+
+class OtlpSink:
+    """
+    Periodic OTLP export from the hub, on one owned thread.
+    """
+
+    name = "otlp"
+
+    def __init__(
+        self,
+        config: OtlpConfig,
+        *,
+        hub: HubReader,
+        self_metrics: SelfMetrics,
+        health: HealthRegistry,
+        exporter: MetricExporter | None = None,
+        health_name: str = HEALTH_CHECK,
+    ) -> None:
+        self.config = config
+        self._hub = hub
+        self._self_metrics = self_metrics
+        self._health = health
+        self._health_name = health_name
+        self._health_lock = threading.Lock()
+        self._exporter = exporter or build_exporter(config)
+        self._stop = threading.Event()
+        self._export_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._consecutive_failures = 0
+        self._last_failure_log = 0.0
+        self.exports_ok = 0
+        self.exports_failed = 0
+        self.first_result = threading.Event()
+
+    def start(self) -> None:
+        """
+        Start the export thread; its first export runs at once (the sink's proof).
+        """
+        self._health.declare(self._health_name)
+        self._thread = threading.Thread(
+            target=self._loop, name="ron-metrics-otlp", daemon=True
+        )
+        self._thread.start()
+
+    def proven(self, timeout: float) -> bool:
+        """
+        Wait up to ``timeout`` for the first export; True if one has succeeded.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exports_ok:
+                return True
+            if self._stop.wait(0.02):
+                break
+        return self.exports_ok > 0
+
+    def alive(self) -> bool:
+        """
+        True while the export thread runs.
+        """
+        return self._thread is not None and self._thread.is_alive()
+
+    def export_once(self, timeout: float | None = None) -> bool:
+        """
+        Capture one collection and export it now (serialized with the loop).
+
+        Returns:
+            True when the exporter reported success.
+        """
+        timeout = self.config.timeout if timeout is None else timeout
+        # Never wait longer than the export's own budget for a running export.
+        if not self._export_lock.acquire(timeout=timeout):
+            return False
+        try:
+            try:
+                data = self._hub.capture(timeout_millis=timeout * 1000)
+                result = (
+                    MetricExportResult.SUCCESS
+                    if data is None
+                    else self._exporter.export(data, timeout_millis=timeout * 1000)
+                )
+            except Exception as exc:
+                self._record(ok=False, error=repr(exc))
+                return False
+            ok = result is MetricExportResult.SUCCESS
+            self._record(ok=ok, error=None if ok else "exporter reported failure")
+            return ok
+        finally:
+            self._export_lock.release()
+
+    def _record(self, *, ok: bool, error: str | None) -> None:
+        if ok:
+            self.exports_ok += 1
+            if self._consecutive_failures:
+                log_event(
+                    _log,
+                    logging.INFO,
+                    "otlp_export_recovered",
+                    after=self._consecutive_failures,
+                )
+            self._consecutive_failures = 0
+            self._set_health(ok=True)
+        else:
+            self.exports_failed += 1
+            self._consecutive_failures += 1
+            self._self_metrics.otlp_export_failures.add(1)
+            if self._consecutive_failures >= self.config.failure_threshold:
+                self._set_health(ok=False)
+            now = time.monotonic()
+            if now - self._last_failure_log >= FAILURE_LOG_INTERVAL:
+                self._last_failure_log = now
+                log_event(
+                    _log,
+                    logging.WARNING,
+                    "otlp_export_failed",
+                    endpoint=self.config.resolved_endpoint,
+                    consecutive=self._consecutive_failures,
+                    error=error,
+                )
+        self.first_result.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.export_once()
+            if self._stop.wait(self.config.interval):
+                return
+
+    def stop(self, timeout: float, *, flush: bool = True) -> None:
+        """
+        Stop the loop, export once more (the final flush) within ``timeout``, close the exporter.
+        """
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        remaining = deadline - time.monotonic()
+        if flush and remaining > 0.05:
+            self.export_once(timeout=min(self.config.timeout, remaining))
+        try:
+            self._exporter.shutdown(
+                timeout_millis=max(0.0, deadline - time.monotonic()) * 1000
+            )
+        except Exception as exc:
+            log_event(_log, logging.WARNING, "otlp_shutdown_failed", error=repr(exc))
+        with self._health_lock:
+            self._health.remove(self._health_name)
+
+    def _set_health(self, *, ok: bool) -> None:
+        with self._health_lock:
+            self._health.set(
+                self._health_name, ok=ok, detail=None if ok else FAILING_REASON
+            )
+
+    def rename_health(self, name: str) -> None:
+        """
+        Report readiness under ``name`` from now on, carrying the current state over.
+        """
+        with self._health_lock:
+            self._health.remove(self._health_name)
+            self._health_name = name
+            failing = self._consecutive_failures >= self.config.failure_threshold
+            if self.exports_ok or failing:
+                self._health.set(
+                    name, ok=not failing, detail=FAILING_REASON if failing else None
+                )
+            else:
+                self._health.declare(name)
+
+    def describe(self) -> dict[str, Any]:
+        """
+        Counters for logs and tests.
+        """
+        return {"ok": self.exports_ok, "failed": self.exports_failed}
