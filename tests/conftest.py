@@ -48,3 +48,16 @@ def require(program: str) -> str:
             f"{program} is not installed; the test command installs it (scripts/peers)"
         )
     return path
+
+
+ROTEL_BINARY = "rotel-agent"
+
+
+def rotel_binary() -> str:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("rotel")
+    if spec is None or spec.origin is None:
+        pytest.fail("rotel is not installed; the locked test dependencies include it")
+    return str(Path(spec.origin).parent / ROTEL_BINARY)

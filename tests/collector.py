@@ -1,0 +1,148 @@
+"""
+Run the rotel OTLP collector on loopback and read what it received from its debug log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conftest import free_port, rotel_binary
+
+_ATTR = re.compile(r"^\s+-> ([^:]+): (\w+)\((.*)\)$")
+
+
+@dataclass
+class Point:
+    metric: str
+    attributes: dict[str, str]
+    resource: dict[str, str]
+    value: float | None = None
+    count: float | None = None
+    sum: float | None = None
+
+
+@dataclass
+class Rotel:
+    """
+    One rotel-agent process (started and stopped by PID).
+    """
+
+    workdir: Path
+    grpc_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/v1/metrics"
+
+    def start(self) -> None:
+        self.log_path = self.workdir / f"rotel-{time.monotonic_ns()}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    rotel_binary(),
+                    "start",
+                    "--otlp-grpc-endpoint",
+                    f"127.0.0.1:{self.grpc_port}",
+                    "--otlp-http-endpoint",
+                    f"127.0.0.1:{self.http_port}",
+                    "--exporter",
+                    "blackhole",
+                    "--debug-log",
+                    "metrics",
+                    "--debug-log-verbosity",
+                    "detailed",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "NO_COLOR": "1"},
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if "Starting Rotel" in self.log_path.read_text(errors="replace"):
+                time.sleep(0.2)
+                return
+            time.sleep(0.05)
+        raise RuntimeError("rotel did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def text(self) -> str:
+        logs = sorted(self.workdir.glob("rotel-*.log"))
+        return "".join(path.read_text(errors="replace") for path in logs)
+
+    def points(self) -> list[Point]:
+        points: list[Point] = []
+        resource: dict[str, str] = {}
+        metric = ""
+        section = ""
+        current: Point | None = None
+        for line in self.text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith("ResourceMetrics #"):
+                resource, section = {}, "resource"
+            elif stripped == "Resource attributes:":
+                section = "resource"
+            elif stripped.startswith("-> Name: "):
+                metric, section = stripped[len("-> Name: ") :], "descriptor"
+            elif stripped.startswith(("NumberDataPoints #", "HistogramDataPoints #")):
+                current = Point(metric=metric, attributes={}, resource=dict(resource))
+                points.append(current)
+                section = "point"
+            elif stripped == "Data point attributes:":
+                section = "attributes"
+            elif (match := _ATTR.match(line)) and section in {"resource", "attributes"}:
+                target = (
+                    resource
+                    if section == "resource"
+                    else current.attributes
+                    if current
+                    else {}
+                )
+                target[match.group(1)] = match.group(3)
+            elif current is not None and stripped.startswith(
+                ("Value: ", "Count: ", "Sum: ")
+            ):
+                name, _, number = stripped.partition(": ")
+                setattr(current, name.lower(), float(number))
+        return points
+
+    def latest(self, metric: str, **attributes: str) -> Point | None:
+        found = None
+        for point in self.points():
+            if point.metric == metric and all(
+                point.attributes.get(k) == v for k, v in attributes.items()
+            ):
+                found = point
+        return found
+
+    def wait_for(
+        self, metric: str, predicate: object, timeout: float = 20, **attributes: str
+    ) -> Point | None:
+        deadline = time.monotonic() + timeout
+        point = None
+        while time.monotonic() < deadline:
+            point = self.latest(metric, **attributes)
+            if point is not None and predicate(point):  # type: ignore[operator]
+                return point
+            time.sleep(0.2)
+        return point

@@ -1,0 +1,292 @@
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from collector import Rotel
+from conftest import StartFn
+from ron_metrics.testing import sample_value
+
+
+@pytest.fixture(name="rotel")
+def _rotel(tmp_path: Path) -> Iterator[Rotel]:
+    collector = Rotel(tmp_path)
+    collector.start()
+    yield collector
+    collector.stop()
+
+
+def otlp_exporter(endpoint: str, protocol: str, **extra: object) -> dict[str, object]:
+    otlp = {
+        "endpoint": endpoint,
+        "protocol": protocol,
+        "interval": "500ms",
+        "timeout": "400ms",
+    }
+    otlp.update(extra)
+    return {"kind": "otlp", "otlp": otlp}
+
+
+@pytest.mark.peer
+class TestDelivery:
+    @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+    def test_values_attributes_and_resource_arrive(
+        self, start_runtime: StartFn, rotel: Rotel, protocol: str
+    ) -> None:
+        """Exact counter value, histogram count/sum, attributes and resource reach rotel."""
+        endpoint = rotel.grpc_endpoint if protocol == "grpc" else rotel.http_endpoint
+        runtime = start_runtime(
+            service={"name": "checkout", "instance": "pod-7", "build_version": "2.0.1"},
+            labels={"extra": {"region": "eu-west-1"}},
+            exporter=otlp_exporter(endpoint, protocol),
+        )
+        meter = runtime.get_meter("app")
+        counter = meter.create_counter("orders")
+        histogram = meter.create_histogram("latency", unit="s")
+        for _ in range(17):
+            counter.add(1, {"shop": "eu"})
+        for value in (0.1, 0.2, 0.3):
+            histogram.record(value, {"route": "/buy"})
+        point = rotel.wait_for("orders", lambda p: p.value == 17, shop="eu")
+        assert point is not None and point.value == 17
+        assert point.resource["service.name"] == "checkout"
+        assert point.resource["service.instance.id"] == "pod-7"
+        assert point.resource["service.version"] == "2.0.1"
+        assert point.resource["region"] == "eu-west-1"
+        hist = rotel.wait_for("latency", lambda p: p.count == 3, route="/buy")
+        assert hist is not None and hist.count == 3
+        assert hist.sum == pytest.approx(0.6)
+        assert runtime.readiness().ready
+
+
+@pytest.mark.peer
+class TestOutage:
+    def test_outage_degrades_then_recovers_without_losing_counts(
+        self, start_runtime: StartFn, rotel: Rotel
+    ) -> None:
+        """Collector down: add() never blocks, readiness degrades, totals include the outage."""
+        runtime = start_runtime(
+            exporter=otlp_exporter(rotel.grpc_endpoint, "grpc", failure_threshold=2)
+        )
+        counter = runtime.get_meter("app").create_counter("steady")
+        counter.add(10)
+        assert rotel.wait_for("steady", lambda p: p.value == 10) is not None
+        rotel.stop()
+        latencies: list[float] = []
+        deadline = time.monotonic() + 3.0
+        degraded_seen = False
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            counter.add(1)
+            latencies.append(time.perf_counter() - started)
+            degraded_seen |= "otlp: otlp_export_failing" in runtime.readiness().degraded
+            time.sleep(0.001)
+        during_outage = len(latencies)
+        assert degraded_seen
+        # add() is a local aggregation: far below the 400 ms export timeout even at its worst.
+        assert max(latencies) < 0.2, f"max add() latency {max(latencies):.3f}s"
+        assert statistics.median(latencies) < 0.001
+        rotel.start()
+        expected = 10 + during_outage
+        point = rotel.wait_for("steady", lambda p: p.value == expected, timeout=30)
+        assert point is not None and point.value == expected
+        recovery = time.monotonic() + 10
+        while not runtime.readiness().ready and time.monotonic() < recovery:
+            time.sleep(0.05)
+        assert runtime.readiness().ready
+        failures = sample_value(runtime, "otlp_export_failures_total")
+        assert failures is not None and failures >= 2
+
+
+class _ReadyzWatcher:
+    """Polls /readyz in a thread and remembers every status it saw."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=2) as client:
+            while not self._stop.is_set():
+                try:
+                    self.statuses.append(
+                        client.get(f"{self.address}/readyz").status_code
+                    )
+                except httpx.HTTPError:
+                    self.statuses.append(0)
+                time.sleep(0.005)
+
+    def wait_for_first(self) -> None:
+        deadline = time.monotonic() + 10
+        while not self.statuses and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def __enter__(self) -> _ReadyzWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.mark.peer
+class TestSwitching:
+    def test_switch_cycle_keeps_exact_totals(
+        self, start_runtime: StartFn, rotel: Rotel
+    ) -> None:
+        """prometheus → otlp → both → prometheus under load: every sink's total is exact."""
+        from ron_metrics.testing import config_for_tests
+
+        prometheus_port = {"bind": "127.0.0.1:0"}
+        base = {"service": {"name": "switcher"}}
+        runtime = start_runtime(
+            exporter={"kind": "prometheus", "prometheus": prometheus_port}, **base
+        )
+        counter = runtime.get_meter("app").create_counter("ticks")
+        done = threading.Event()
+        sent = [0]
+
+        def load() -> None:
+            while not done.is_set():
+                counter.add(1)
+                sent[0] += 1
+                time.sleep(0.0005)
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        otlp = otlp_exporter(rotel.grpc_endpoint, "grpc")["otlp"]
+        steps = [
+            {"kind": "otlp", "prometheus": prometheus_port, "otlp": otlp},
+            {"kind": "both", "prometheus": prometheus_port, "otlp": otlp},
+            {"kind": "prometheus", "prometheus": prometheus_port, "otlp": otlp},
+        ]
+        # In-process: the verdict at the last moment of each switch, when the new
+        # sinks are already active (deterministic, unlike polling a short window).
+        at_switch_end: list[tuple[bool, tuple[str, ...]]] = []
+        remove = runtime.health.remove
+
+        def observing_remove(name: str) -> None:
+            if name == "switching":
+                snapshot = runtime.readiness()
+                at_switch_end.append((snapshot.ready, snapshot.degraded))
+            remove(name)
+
+        runtime.health.remove = observing_remove  # type: ignore[method-assign]
+        http_statuses: list[int] = []
+        try:
+            for index, step in enumerate(steps):
+                time.sleep(0.5)
+                if index == 0:
+                    # Over the wire too: the first switch proves a new OTLP sink (a
+                    # collector round trip), long enough for a poller to see it.
+                    with _ReadyzWatcher(str(runtime.address)) as watcher:
+                        watcher.wait_for_first()
+                        changed = runtime.reload(
+                            config_for_tests(exporter=step, **base), timeout=10
+                        )
+                    http_statuses = watcher.statuses
+                else:
+                    changed = runtime.reload(
+                        config_for_tests(exporter=step, **base), timeout=10
+                    )
+                assert "exporter.kind" in changed
+                if step["kind"] == "both":
+                    # In "both", the two sinks read the same hub: both totals match.
+                    both_total = sample_value(runtime, "ticks_total")
+                    assert both_total is not None and both_total > 0
+        finally:
+            done.set()
+            loader.join(10)
+        assert runtime.config.exporter.kind == "prometheus"
+        final = httpx.get(f"{runtime.address}/metrics", timeout=10).text
+        (line,) = [row for row in final.splitlines() if row.startswith("ticks_total ")]
+        assert float(line.split()[1]) == sent[0]
+        # The OTLP sink's final flush (when it was retired) carried everything up to then.
+        last_otlp = rotel.latest("ticks")
+        assert (
+            last_otlp is not None
+            and last_otlp.value is not None
+            and 0 < last_otlp.value <= sent[0]
+        )
+        assert len(at_switch_end) == 3
+        assert all(
+            not ready and "switching: switching" in why for ready, why in at_switch_end
+        )
+        assert 503 in http_statuses and http_statuses[0] == 200
+
+    def test_unreachable_collector_is_rolled_back(self, start_runtime: StartFn) -> None:
+        """A switch to a dead collector fails, readiness returns, the old exposer still serves."""
+        from conftest import free_port
+        from ron_metrics import ExporterError
+        from ron_metrics.testing import config_for_tests
+
+        runtime = start_runtime(exporter={"kind": "prometheus"})
+        before = runtime.address
+        dead = f"http://127.0.0.1:{free_port()}"
+        new = config_for_tests(exporter=otlp_exporter(dead, "grpc"))
+        with pytest.raises(ExporterError, match="no successful export"):
+            runtime.reload(new, timeout=1.5)
+        assert runtime.config.exporter.kind == "prometheus"
+        assert runtime.otlp is None
+        assert runtime.address == before
+        assert httpx.get(f"{before}/readyz", timeout=5).status_code == 200
+        assert sample_value(runtime, "reload_failures_total") == 1
+
+
+class TestReloadValidation:
+    def test_restart_only_key_is_refused_and_changes_nothing(
+        self, start_runtime: StartFn
+    ) -> None:
+        """Changing a provider-fixed key is refused, counted, and nothing changes."""
+        from ron_metrics import ConfigError
+        from ron_metrics.testing import config_for_tests
+
+        runtime = start_runtime(exporter={"kind": "prometheus"})
+        old = runtime.config
+        new = config_for_tests(service={"name": "renamed"}, exporter={"kind": "none"})
+        with pytest.raises(ConfigError, match="restart"):
+            runtime.reload(new)
+        assert runtime.config is old
+        assert runtime.prometheus is not None
+        assert httpx.get(f"{runtime.address}/healthz", timeout=5).status_code == 200
+        assert sample_value(runtime, "reload_failures_total") == 1
+
+    def test_reload_emits_config_updated(self, start_runtime: StartFn) -> None:
+        """A successful reload publishes ConfigUpdated with both digests and the changed keys."""
+        from ron_metrics.bus import ConfigUpdated, ExporterSwitched
+        from ron_metrics.testing import config_for_tests
+
+        runtime = start_runtime(exporter={"kind": "prometheus"})
+        subscription = runtime.bus.subscribe()
+        new = config_for_tests(exporter={"kind": "none"})
+        assert runtime.reload(new) == ("exporter.kind",)
+        events = subscription.drain()
+        assert (
+            ConfigUpdated(runtime_digest_before(events), new.digest, ("exporter.kind",))
+            in events
+        )
+        assert ExporterSwitched("prometheus", "none") in events
+        assert runtime.prometheus is None
+
+    def test_same_config_is_a_no_op(self, start_runtime: StartFn) -> None:
+        """Reloading an identical config changes nothing and reports no keys."""
+        runtime = start_runtime(exporter={"kind": "prometheus"})
+        address = runtime.address
+        assert runtime.reload(runtime.config) == ()
+        assert runtime.address == address
+
+
+def runtime_digest_before(events: list[object]) -> str:
+    from ron_metrics.bus import ConfigUpdated
+
+    (updated,) = [event for event in events if isinstance(event, ConfigUpdated)]
+    return updated.old_digest
