@@ -79,6 +79,21 @@ class TestCheckConfig:
         assert capsys.readouterr().out.startswith("ron-metrics 0.")
 
 
+def read_event(
+    process: subprocess.Popen[str], event: str, timeout: float = 30
+) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    assert process.stderr is not None
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        if f'"event":"{event}"' in line:
+            found: dict[str, object] = json.loads(line)
+            return found
+    pytest.fail(f"demo never logged {event!r}")
+
+
 @pytest.fixture(name="demo")
 def _demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
     path = write(tmp_path, '[exporter.prometheus]\nbind = "127.0.0.1:0"\n')
@@ -104,17 +119,7 @@ def _demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, obj
         env=env,
     )
     try:
-        listening: dict[str, object] | None = None
-        deadline = time.monotonic() + 30
-        assert process.stderr is not None
-        while listening is None and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            if '"event":"listening"' in line:
-                listening = json.loads(line)
-        assert listening is not None, "demo never logged its listening line"
-        yield process, listening
+        yield process, read_event(process, "listening")
     finally:
         if process.poll() is None:
             process.kill()
@@ -140,5 +145,31 @@ class TestDemo:
         assert "http_server_request_duration_seconds_bucket{" in body
         assert 'otel_metric_overflow="true"' in body  # the burst tripped the limit
         assert "user_id" not in body  # the allowlist dropped it
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+
+    @pytest.mark.peer
+    def test_sighup_reloads_the_file_and_switches_to_both(
+        self, demo: tuple[subprocess.Popen[str], dict[str, object]], tmp_path: Path
+    ) -> None:
+        """SIGHUP re-reads the config file: the demo switches to both and pushes to rotel."""
+        from collector import Rotel
+
+        process, _ = demo
+        rotel = Rotel(tmp_path)
+        rotel.start()
+        try:
+            (tmp_path / "c.toml").write_text(
+                '[exporter]\nkind = "both"\n[exporter.prometheus]\nbind = "127.0.0.1:0"\n'
+                f'[exporter.otlp]\nendpoint = "{rotel.grpc_endpoint}"\ninterval = "500ms"\ntimeout = "400ms"\n'
+            )
+            process.send_signal(signal.SIGHUP)
+            applied = read_event(process, "reload_applied")
+            assert "exporter.kind" in applied["changed"]  # type: ignore[operator]
+            point = rotel.wait_for("http.server.requests", lambda p: (p.value or 0) > 0)
+            assert point is not None
+            assert point.resource["service.name"] == "ron-metrics-demo"
+        finally:
+            rotel.stop()
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0

@@ -3,7 +3,8 @@ The ``ron-metrics`` command.
 
 - ``ron-metrics check-config [FILE]``: print the effective config (secrets masked)
   and its digest; exit 2 with every problem on stderr when invalid.
-- ``ron-metrics demo [--config FILE]``: run the demo workload and serve it.
+- ``ron-metrics demo [--config FILE]``: run the demo workload and serve it (or push it,
+  with ``exporter.kind = "otlp"`` / ``"both"``); SIGHUP re-reads the file and reloads.
 - ``ron-metrics --version``.
 """
 
@@ -17,10 +18,13 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ron_metrics.config import Config, load_config
 from ron_metrics.errors import ConfigError, RonMetricsError
+
+if TYPE_CHECKING:
+    from ron_metrics.runtime import Runtime
 
 __all__ = ["main"]
 
@@ -101,8 +105,10 @@ def _run_demo(file: str | None, tick: float) -> int:
         _print_problems(error)
         return EXIT_CONFIG
     stop = threading.Event()
+    reload_requested = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
     runtime = start(config)
     try:
         log_event(
@@ -112,15 +118,43 @@ def _run_demo(file: str | None, tick: float) -> int:
             service=config.service.name,
             address=runtime.address,
             exporter=config.exporter.kind,
+            otlp_endpoint=(
+                config.exporter.otlp.resolved_endpoint
+                if config.exporter.otlp_enabled
+                else None
+            ),
             pid=os.getpid(),
         )
         workload = DemoWorkload(runtime.get_meter("ron_metrics.demo", "1.0"))
         while not stop.is_set():
             workload.tick()
             stop.wait(tick)
+            if reload_requested.is_set():
+                reload_requested.clear()
+                _reload_demo(runtime, file, log)
     finally:
         runtime.shutdown(timeout=5.0)
     return EXIT_OK
+
+
+def _reload_demo(runtime: Runtime, file: str | None, log: logging.Logger) -> None:
+    """
+    SIGHUP: re-read the config and apply it; a failure is logged and changes nothing.
+    """
+    from ron_metrics.logs import log_event
+
+    try:
+        changed = runtime.reload(_demo_config(file))
+    except RonMetricsError as error:
+        log_event(log, logging.ERROR, "reload_rejected", error=str(error))
+        return
+    log_event(
+        log,
+        logging.INFO,
+        "reload_applied",
+        changed=list(changed),
+        address=runtime.address,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
