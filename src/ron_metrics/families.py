@@ -26,6 +26,7 @@ REJECT_REASONS = (
     "path",
     "cardinality",
     "connections",
+    "malformed",
 )
 TIMEOUT_OPS = ("read", "write", "idle", "render")
 SINK_NAMES = ("prometheus", "otlp")

@@ -49,6 +49,7 @@ class ExposerState:
     coalescer: ScrapeCoalescer
     readiness: Callable[[], HealthSnapshot]
     self_metrics: SelfMetrics
+    reject_prefix: str
     in_flight: int = 0
 
 
@@ -56,6 +57,25 @@ def _json_body(snapshot: HealthSnapshot) -> str:
     if snapshot.ready:
         return json.dumps({"ready": True})
     return json.dumps({"ready": False, "degraded": list(snapshot.degraded)})
+
+
+_WIRE_MESSAGES = {
+    "headers": "request headers too large",
+    "upgrade": "protocol upgrades and HTTP/2 are not supported",
+    "body": "request bodies are not accepted",
+    "oversize": "request bodies are not accepted",
+    "malformed": "malformed request",
+}
+
+
+def _wire_rejection(suffix: str) -> Rejection:
+    status, _, reason = suffix.partition("/")
+    return Rejection(
+        int(status) if status.isdigit() else 400,
+        reason if reason in _WIRE_MESSAGES else "malformed",
+        _WIRE_MESSAGES.get(reason, "malformed request"),
+        close=True,
+    )
 
 
 def _reject(state: ExposerState, rejection: Rejection) -> Response:
@@ -115,6 +135,11 @@ def create_app(state: ExposerState) -> Quart:
         supplied = request.headers.get("X-Request-Id", "")
         g.corr_id = supplied if _CORR_ID.match(supplied) else secrets.token_hex(8)
         g.reject_reason = None
+        if request.path.startswith(state.reject_prefix):
+            # Asked for by the wire layer, which refused the client's real request.
+            return _reject(
+                state, _wire_rejection(request.path[len(state.reject_prefix) :])
+            )
         rejection = check_request(
             request.method,
             request.path,

@@ -8,10 +8,11 @@ size, then the path, then the method.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["KNOWN_PATHS", "Rejection", "check_request"]
+__all__ = ["KNOWN_PATHS", "Rejection", "check_request", "inspect_head"]
 
 KNOWN_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 # Per-header overhead in HTTP/1.1 framing (": " and CRLF), for a wire-like total.
@@ -103,3 +104,55 @@ def check_request(
             405, "method", "method not allowed", headers=(("Allow", "GET"),)
         )
     return None
+
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_REQUEST_LINE = re.compile(rb"^([^ ]+) ([^ ]+) HTTP/(\d)\.(\d)$")
+
+
+def _malformed(message: str) -> Rejection:
+    return Rejection(400, "malformed", message, close=True)
+
+
+def _check_request_line(line: bytes) -> Rejection | None:
+    match = _REQUEST_LINE.match(line)
+    if match is None or not _TOKEN.match(match.group(1)):
+        if line.startswith(b"PRI * HTTP/2"):
+            return Rejection(400, "upgrade", "HTTP/2 is not supported", close=True)
+        return _malformed("malformed request line")
+    if match.group(3) != b"1":
+        return Rejection(400, "upgrade", "only HTTP/1.1 is supported", close=True)
+    return None
+
+
+def _parse_header_lines(lines: list[bytes]) -> list[tuple[str, str]] | Rejection:
+    headers: list[tuple[str, str]] = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        # Whitespace before the colon and obs-fold continuation lines are classic
+        # smuggling shapes: refuse rather than guess how a parser would read them.
+        if not colon or not _TOKEN.match(name):
+            return _malformed("malformed header line")
+        headers.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
+    return headers
+
+
+def inspect_head(head: bytes, *, max_header_bytes: int) -> Rejection | None:
+    """
+    Judge one raw HTTP/1.x request head (request line + header lines, no final CRLF)
+    on the wire, before hypercorn parses it.
+
+    Only framing concerns are judged here (malformed heads, HTTP/2 and upgrades,
+    bodies and smuggling shapes, header size); the path and method are left to
+    :func:`check_request` in the app, so every rejection is counted once.
+    """
+    if len(head) > max_header_bytes:
+        return Rejection(431, "headers", "request headers too large", close=True)
+    lines = head.split(b"\r\n")
+    if rejection := _check_request_line(lines[0]):
+        return rejection
+    headers = _parse_header_lines(lines[1:])
+    if isinstance(headers, Rejection):
+        return headers
+    # The path and method given here pass by construction; only framing is judged.
+    return check_request("GET", "/metrics", headers, max_header_bytes=max_header_bytes)

@@ -2,30 +2,30 @@
 Sockets, TLS and the embedded hypercorn server for the exposer.
 
 We bind the socket ourselves (so the real address is known, and UDS/TLS safety
-lives in one place) and hand hypercorn a duplicate of it as ``fd://N``. We do not
-call ``listen()``: hypercorn's ``asyncio.start_server`` does, so ``SO_ACCEPTCONN``
-on our socket tells us the server is really accepting (readiness proof).
-
-Tested with hypercorn 0.18 (pinned ``<0.19`` in pyproject): ``_OwnedTlsConfig``
-relies on ``Config.create_ssl_context`` / ``ssl_enabled`` being what hypercorn's
-asyncio worker consults for TLS.
+lives in one place) and serve a duplicate of it from our own accept loop
+(:mod:`._wire`). We do not call ``listen()``: ``asyncio.start_server`` does, so
+``SO_ACCEPTCONN`` on our socket tells us the server is really accepting (readiness
+proof). Repeated TLS handshake failures degrade readiness (seed §5).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import os
+import secrets
 import socket
 import ssl
+import time
 from collections.abc import Callable
 
-from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from ron_metrics.config import PrometheusConfig
 from ron_metrics.errors import ExposerError
+from ron_metrics.exporters.prometheus._wire import GuardedServer, WireLimits
 from ron_metrics.exporters.prometheus.app import ExposerState, create_app
 from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
 from ron_metrics.families import SelfMetrics
@@ -41,23 +41,10 @@ from ron_metrics.safety import (
 __all__ = ["PrometheusSink"]
 
 _log = logging.getLogger("ron_metrics.exposer")
-
-
-class _OwnedTlsConfig(HypercornConfig):
-    """
-    A hypercorn config that serves TLS from a context we built (never from paths).
-    """
-
-    def __init__(self, context: ssl.SSLContext | None) -> None:
-        super().__init__()
-        self._owned_context = context
-
-    @property
-    def ssl_enabled(self) -> bool:
-        return self._owned_context is not None
-
-    def create_ssl_context(self) -> ssl.SSLContext | None:
-        return self._owned_context
+# This many failed TLS handshakes within the window (and no success since) make
+# the exposer not ready: a scraper with a wrong certificate, or a probe storm.
+TLS_FAILURE_THRESHOLD = 5
+TLS_FAILURE_WINDOW = 60.0
 
 
 def _bind_tcp(host: str, port: int) -> socket.socket:
@@ -100,7 +87,11 @@ class PrometheusSink:
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tls_failures: collections.deque[float] = collections.deque(
+            maxlen=TLS_FAILURE_THRESHOLD
+        )
         self.state: ExposerState | None = None
+        self.server: GuardedServer | None = None
 
     def bind(self) -> None:
         """
@@ -153,15 +144,47 @@ class PrometheusSink:
 
     def readiness_check(self) -> str | None:
         """
-        Health pull check: ``None`` when serving.
+        Health pull check: ``None`` when serving and TLS handshakes mostly succeed.
         """
-        return None if self.listening() else "not serving"
+        if not self.listening():
+            return "not serving"
+        now = time.monotonic()
+        while self._tls_failures and now - self._tls_failures[0] > TLS_FAILURE_WINDOW:
+            self._tls_failures.popleft()
+        if len(self._tls_failures) >= TLS_FAILURE_THRESHOLD:
+            return "tls_handshake_failures"
+        return None
 
-    def _hypercorn_config(self, fd: int) -> HypercornConfig:
-        config = _OwnedTlsConfig(self._ssl)
-        config.bind = [f"fd://{fd}"]
+    # -- WireEvents -----------------------------------------------------------
+
+    def timeout(self, op: str) -> None:
+        """
+        Count an I/O timeout (``read``, ``write`` or ``idle``).
+        """
+        self._self_metrics.io_timeouts.add(1, {"op": op})
+
+    def refused_connection(self) -> None:
+        """
+        Count a connection closed at once because the connection cap was reached.
+        """
+        self._self_metrics.rejected.add(1, {"reason": "connections"})
+
+    def tls_handshake(self, *, ok: bool) -> None:
+        """
+        Count a failed handshake; a success clears the recent-failure window.
+        """
+        if ok:
+            self._tls_failures.clear()
+            return
+        self._self_metrics.tls_handshake_failures.add(1)
+        self._tls_failures.append(time.monotonic())
+
+    def _hypercorn_config(self) -> HypercornConfig:
+        config = HypercornConfig()
         config.alpn_protocols = ["http/1.1"]
-        config.read_timeout = int(max(1, round(self.config.read_timeout)))
+        # Reads are bounded by our GuardedReader (read vs idle); hypercorn's own
+        # read_timeout would cut idle keep-alive connections at the read bound.
+        config.read_timeout = None
         config.keep_alive_timeout = self.config.idle_timeout
         config.h11_max_incomplete_size = self.config.max_header_bytes
         config.include_server_header = False
@@ -197,13 +220,29 @@ class PrometheusSink:
             ),
             readiness=self._readiness,
             self_metrics=self._self_metrics,
+            reject_prefix=f"/.ron-metrics-reject/{secrets.token_hex(16)}/",
         )
         app = create_app(self.state)
         self._stop = asyncio.Event()
-        fd = os.dup(self._sock.fileno())
+        limits = WireLimits(
+            read_timeout=self.config.read_timeout,
+            write_timeout=self.config.write_timeout,
+            idle_timeout=self.config.idle_timeout,
+            max_header_bytes=self.config.max_header_bytes,
+            max_connections=self.config.max_connections,
+        )
+        self.server = GuardedServer(
+            app,
+            self._hypercorn_config(),
+            limits=limits,
+            events=self,
+            reject_prefix=self.state.reject_prefix,
+            ssl_context=self._ssl,
+        )
+        # start_server owns (and closes) the socket it serves: give it a duplicate.
+        served = socket.socket(fileno=os.dup(self._sock.fileno()))
         self._task = asyncio.get_running_loop().create_task(
-            serve(app, self._hypercorn_config(fd), shutdown_trigger=self._stop.wait),
-            name="ron-metrics-exposer",
+            self.server.serve(served, self._stop.wait), name="ron-metrics-exposer"
         )
         for _ in range(500):
             if self.listening():
