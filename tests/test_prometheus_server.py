@@ -18,12 +18,17 @@ def _prometheus_for(tmp_path: Path) -> Iterator[object]:
     processes: list[subprocess.Popen[bytes]] = []
     log = (tmp_path / "prometheus.log").open("wb")
 
-    def launch(target: str) -> str:
+    def launch(target: str, ca_file: str | None = None) -> str:
         port = free_port()
         config = tmp_path / "prometheus.yml"
+        tls = (
+            f"    scheme: https\n    tls_config:\n      ca_file: {ca_file}\n"
+            if ca_file
+            else ""
+        )
         config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "scrape_configs:\n  - job_name: ron\n    static_configs:\n"
+            "scrape_configs:\n  - job_name: ron\n" + tls + "    static_configs:\n"
             f"      - targets: ['{target}']\n"
         )
         process = subprocess.Popen(
@@ -94,3 +99,21 @@ class TestRealPrometheus:
         assert wait_for_value(base, 'checkout_total{shop="eu"}', 42.0) == 42.0
         counter.add(8, {"shop": "eu"})
         assert wait_for_value(base, 'checkout_total{shop="eu"}', 50.0) == 50.0
+
+    def test_prometheus_scrapes_over_tls(
+        self, start_runtime: StartFn, prometheus_for: object, tmp_path: Path
+    ) -> None:
+        """A real Prometheus scrapes the exposer over TLS with our CA."""
+        from tls_material import make_pki
+
+        pki = make_pki(tmp_path / "pki")
+        runtime = start_runtime(
+            exporter=prometheus_config(
+                tls={"cert": pki.path("server.pem"), "key": pki.path("server.key")}
+            )
+        )
+        runtime.get_meter("app").create_counter("secure_hits").add(5)
+        target = str(runtime.address).removeprefix("https://")
+        base = prometheus_for(target, ca_file=pki.path("ca.pem"))  # type: ignore[operator]
+        assert wait_for_value(base, 'up{job="ron"}', 1.0) == 1.0
+        assert wait_for_value(base, "secure_hits_total", 5.0) == 5.0

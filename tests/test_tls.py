@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import StartFn, prometheus_config
+from ron_metrics import ConfigError
+from ron_metrics.testing import sample_value
+from tls_material import Pki, make_pki
+from wire import port_of
+
+
+@pytest.fixture(name="pki", scope="module")
+def _pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def tls_exporter(pki: Pki, *, mutual: bool = False, **extra: Any) -> dict[str, Any]:
+    tls = {"cert": pki.path("server.pem"), "key": pki.path("server.key")}
+    if mutual:
+        tls["client_ca"] = pki.path("ca.pem")
+    return prometheus_config(tls=tls, **extra)
+
+
+def client_context(pki: Pki, cert: str | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=pki.path("ca.pem"))
+    if cert is not None:
+        context.load_cert_chain(pki.path(f"{cert}.pem"), pki.path(f"{cert}.key"))
+    return context
+
+
+def wait_for(runtime: Any, name: str, value: float, **labels: str) -> float | None:
+    deadline = time.monotonic() + 5
+    while (
+        seen := sample_value(runtime, name, **labels)
+    ) != value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return seen
+
+
+class TestServerTls:
+    def test_trusted_client_is_served_over_tls(
+        self, start_runtime: StartFn, pki: Pki
+    ) -> None:
+        """A client trusting our CA gets /metrics over https."""
+        runtime = start_runtime(exporter=tls_exporter(pki))
+        assert str(runtime.address).startswith("https://127.0.0.1:")
+        response = httpx.get(
+            f"{runtime.address}/metrics", verify=client_context(pki), timeout=10
+        )
+        assert response.status_code == 200
+        assert "# TYPE tls_handshake_failures_total counter" in response.text
+
+    def test_alpn_offers_only_http11(self, start_runtime: StartFn, pki: Pki) -> None:
+        """A client offering h2 first still gets http/1.1 by ALPN."""
+        runtime = start_runtime(exporter=tls_exporter(pki))
+        context = client_context(pki)
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(
+            ("127.0.0.1", port_of(str(runtime.address))), timeout=5
+        ) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.selected_alpn_protocol() == "http/1.1"
+                assert tls.version() in {"TLSv1.2", "TLSv1.3"}
+
+    def test_plain_http_to_tls_port_is_a_counted_failure(
+        self, start_runtime: StartFn, pki: Pki
+    ) -> None:
+        """Plain HTTP sent to the TLS port fails the handshake and is counted."""
+        runtime = start_runtime(exporter=tls_exporter(pki))
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(
+                str(runtime.address).replace("https://", "http://") + "/metrics",
+                timeout=5,
+            )
+        assert wait_for(runtime, "tls_handshake_failures_total", 1) == 1
+
+    def test_old_tls_versions_refused(self, start_runtime: StartFn, pki: Pki) -> None:
+        """A client limited to TLS 1.1 cannot connect."""
+        runtime = start_runtime(exporter=tls_exporter(pki))
+        context = client_context(pki)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the point of the test
+            context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+            context.maximum_version = ssl.TLSVersion.TLSv1_1
+        with socket.create_connection(
+            ("127.0.0.1", port_of(str(runtime.address))), timeout=5
+        ) as raw:
+            with pytest.raises(ssl.SSLError):
+                context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+class TestMutualTls:
+    @pytest.mark.parametrize("cert", [None, "rogue-client"])
+    def test_missing_or_untrusted_client_cert_fails(
+        self, start_runtime: StartFn, pki: Pki, cert: str | None
+    ) -> None:
+        """With client_ca, no client cert or one from another CA is refused and counted."""
+        runtime = start_runtime(exporter=tls_exporter(pki, mutual=True))
+        with pytest.raises((httpx.HTTPError, ssl.SSLError)):
+            httpx.get(
+                f"{runtime.address}/metrics",
+                verify=client_context(pki, cert),
+                timeout=5,
+            )
+        assert wait_for(runtime, "tls_handshake_failures_total", 1) == 1
+
+    def test_trusted_client_cert_is_served(
+        self, start_runtime: StartFn, pki: Pki
+    ) -> None:
+        """A client certificate signed by client_ca is accepted."""
+        runtime = start_runtime(exporter=tls_exporter(pki, mutual=True))
+        response = httpx.get(
+            f"{runtime.address}/healthz",
+            verify=client_context(pki, "client"),
+            timeout=5,
+        )
+        assert response.status_code == 200
+
+    def test_repeated_failures_degrade_readiness_until_a_success(
+        self, start_runtime: StartFn, pki: Pki
+    ) -> None:
+        """Five failed handshakes make readiness degraded; a good handshake clears it."""
+        runtime = start_runtime(exporter=tls_exporter(pki, mutual=True))
+        for _ in range(5):
+            with pytest.raises((httpx.HTTPError, ssl.SSLError)):
+                httpx.get(
+                    f"{runtime.address}/healthz", verify=client_context(pki), timeout=5
+                )
+        assert wait_for(runtime, "tls_handshake_failures_total", 5) == 5
+        assert "prometheus: tls_handshake_failures" in runtime.readiness().degraded
+        good = httpx.get(
+            f"{runtime.address}/readyz", verify=client_context(pki, "client"), timeout=5
+        )
+        assert good.status_code == 200
+        assert runtime.readiness().ready
+
+
+class TestKeyFileSafety:
+    def test_key_readable_by_others_is_refused(
+        self, start_runtime: StartFn, pki: Pki, tmp_path: Path
+    ) -> None:
+        """A key wider than 0600 is a ConfigError naming the key file."""
+        loose = tmp_path / "loose.key"
+        loose.write_bytes(Path(pki.path("server.key")).read_bytes())
+        loose.chmod(0o644)
+        with pytest.raises(ConfigError) as caught:
+            start_runtime(
+                exporter=prometheus_config(
+                    tls={"cert": pki.path("server.pem"), "key": str(loose)}
+                )
+            )
+        assert caught.value.keys == ("exporter.prometheus.tls.key",)
+        assert str(loose) in str(caught.value) and "0600" in str(caught.value)
+
+    @pytest.mark.parametrize("which", ["cert", "key"])
+    def test_symlinked_material_is_refused(
+        self, start_runtime: StartFn, pki: Pki, tmp_path: Path, which: str
+    ) -> None:
+        """A symlinked certificate or key is refused, naming the file."""
+        tls = {"cert": pki.path("server.pem"), "key": pki.path("server.key")}
+        link = tmp_path / f"link.{which}"
+        link.symlink_to(tls[which])
+        tls[which] = str(link)
+        with pytest.raises(ConfigError, match="symlink") as caught:
+            start_runtime(exporter=prometheus_config(tls=tls))
+        assert caught.value.keys == (f"exporter.prometheus.tls.{which}",)
+
+    def test_missing_file_is_refused(
+        self, start_runtime: StartFn, pki: Pki, tmp_path: Path
+    ) -> None:
+        """A missing certificate file is a ConfigError, not an OSError."""
+        with pytest.raises(ConfigError, match="does not exist"):
+            start_runtime(
+                exporter=prometheus_config(
+                    tls={
+                        "cert": str(tmp_path / "none.pem"),
+                        "key": pki.path("server.key"),
+                    }
+                )
+            )
+
+    def test_mismatched_key_is_refused(self, start_runtime: StartFn, pki: Pki) -> None:
+        """A key that does not match the certificate is a ConfigError."""
+        with pytest.raises(ConfigError, match="do not load"):
+            start_runtime(
+                exporter=prometheus_config(
+                    tls={"cert": pki.path("server.pem"), "key": pki.path("client.key")}
+                )
+            )
+
+    def test_material_is_not_written_anywhere(
+        self, start_runtime: StartFn, pki: Pki, tmp_path: Path
+    ) -> None:
+        """Loading TLS material leaves no file behind in the temp or working directories."""
+        before = set(os.listdir("/tmp")) | set(os.listdir(os.getcwd()))
+        start_runtime(exporter=tls_exporter(pki))
+        after = set(os.listdir("/tmp")) | set(os.listdir(os.getcwd()))
+        assert not {
+            name
+            for name in after - before
+            if "key" in name or "cert" in name or name.endswith(".pem")
+        }
