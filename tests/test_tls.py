@@ -64,12 +64,14 @@ class TestServerTls:
         runtime = start_runtime(exporter=tls_exporter(pki))
         context = client_context(pki)
         context.set_alpn_protocols(["h2", "http/1.1"])
-        with socket.create_connection(
-            ("127.0.0.1", port_of(str(runtime.address))), timeout=5
-        ) as raw:
-            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                assert tls.selected_alpn_protocol() == "http/1.1"
-                assert tls.version() in {"TLSv1.2", "TLSv1.3"}
+        with (
+            socket.create_connection(
+                ("127.0.0.1", port_of(str(runtime.address))), timeout=5
+            ) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.selected_alpn_protocol() == "http/1.1"
+            assert tls.version() in {"TLSv1.2", "TLSv1.3"}
 
     def test_plain_http_to_tls_port_is_a_counted_failure(
         self, start_runtime: StartFn, pki: Pki
@@ -91,11 +93,13 @@ class TestServerTls:
             warnings.simplefilter("ignore", DeprecationWarning)  # the point of the test
             context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
             context.maximum_version = ssl.TLSVersion.TLSv1_1
-        with socket.create_connection(
-            ("127.0.0.1", port_of(str(runtime.address))), timeout=5
-        ) as raw:
-            with pytest.raises(ssl.SSLError):
-                context.wrap_socket(raw, server_hostname="127.0.0.1")
+        with (
+            socket.create_connection(
+                ("127.0.0.1", port_of(str(runtime.address))), timeout=5
+            ) as raw,
+            pytest.raises(ssl.SSLError),
+        ):
+            context.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
 class TestMutualTls:
