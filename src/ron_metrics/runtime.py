@@ -243,6 +243,8 @@ class Runtime:
             LifecycleError: If the runtime is not running or runs in an asyncio loop.
         """
         self._check_process()
+        if self.state is not RuntimeState.RUNNING:
+            raise LifecycleError(f"cannot reload a runtime that is {self.state.value}")
         if self._loop_thread is None:
             raise LifecycleError(
                 "this runtime runs in an asyncio loop; use 'await runtime.reload_async()'"

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from prometheus_client.core import CounterMetricFamily
+
+from ron_metrics.exporters.prometheus.render import (
+    MAX_MEDIA_RANGES,
+    Format,
+    ResponseTooLargeError,
+    accepts_gzip,
+    negotiate_format,
+    render,
+)
+
+PROMETHEUS_242 = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+class TestNegotiation:
+    @pytest.mark.parametrize(
+        ("accept", "expected"),
+        [
+            (None, Format.TEXT),
+            ("", Format.TEXT),
+            ("*/*", Format.TEXT),
+            ("text/plain", Format.TEXT),
+            (PROMETHEUS_242, Format.OPENMETRICS),
+            ("application/openmetrics-text", Format.OPENMETRICS),
+            ("application/openmetrics-text; version=1.0.0", Format.OPENMETRICS),
+            ("application/openmetrics-text; version=9.9.9", Format.TEXT),
+            ("text/plain;q=0.9, application/openmetrics-text;q=0.5", Format.TEXT),
+            ("application/openmetrics-text;q=0", Format.TEXT),
+            ("application/openmetrics-text;q=banana", Format.TEXT),
+            ("application/openmetrics-text;q=7", Format.TEXT),
+            ("application/json", Format.TEXT),
+        ],
+    )
+    def test_accept_header_picks_format(
+        self, accept: str | None, expected: Format
+    ) -> None:
+        """The Accept header picks OpenMetrics only when it ranks above text."""
+        assert negotiate_format(accept) is expected
+
+    def test_only_a_bounded_number_of_ranges_is_read(self) -> None:
+        """Media ranges past the bound are ignored (bounded parsing of hostile headers)."""
+        header = ",".join(
+            ["text/html"] * MAX_MEDIA_RANGES + ["application/openmetrics-text"]
+        )
+        assert negotiate_format(header) is Format.TEXT
+
+    @pytest.mark.parametrize(
+        ("header", "expected"),
+        [
+            (None, False),
+            ("", False),
+            ("gzip", True),
+            ("x-gzip", True),
+            ("br, gzip;q=0.5", True),
+            ("gzip;q=0", False),
+            ("*", True),
+            ("*;q=0", False),
+            ("identity", False),
+            ("gzip;q=0, *", False),
+        ],
+    )
+    def test_accept_encoding(self, header: str | None, expected: bool) -> None:
+        """gzip is used only when allowed with q > 0, explicitly or by '*'."""
+        assert accepts_gzip(header) is expected
+
+
+class TestRender:
+    def families(self) -> list[CounterMetricFamily]:
+        family = CounterMetricFamily("jobs", "Jobs done.", labels=["queue"])
+        family.add_metric(["q1"], 3)
+        return [family]
+
+    def test_text_and_openmetrics_bodies(self) -> None:
+        """Both formats encode the same sample; OpenMetrics ends with # EOF."""
+        text = render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=10_000)
+        om = render(
+            self.families(), Format.OPENMETRICS, gzip_ok=False, max_bytes=10_000
+        )
+        assert b'jobs_total{queue="q1"} 3.0' in text.body
+        assert om.body.endswith(b"# EOF\n")
+        assert text.content_type == Format.TEXT.content_type
+
+    def test_gzip_round_trips(self) -> None:
+        """A gzipped body decompresses to the plain one."""
+        plain = render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=10_000)
+        zipped = render(self.families(), Format.TEXT, gzip_ok=True, max_bytes=10_000)
+        assert zipped.gzipped
+        assert gzip.decompress(zipped.body) == plain.body
+
+    def test_body_over_bound_raises(self) -> None:
+        """A body over max_bytes is refused instead of sent."""
+        with pytest.raises(ResponseTooLargeError):
+            render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=10)

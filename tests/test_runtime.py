@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import StartFn
+from ron_metrics import LifecycleError, RuntimeState, start, start_async
+from ron_metrics.testing import config_for_tests, runtime_for_tests, sample_value
+
+
+class TestLifecycle:
+    def test_states_and_idempotent_shutdown(self) -> None:
+        """A runtime runs, stops once, and a second shutdown is a no-op."""
+        runtime = start(
+            config_for_tests(exporter={"kind": "prometheus"}), set_global=False
+        )
+        assert runtime.state is RuntimeState.RUNNING
+        runtime.shutdown()
+        assert runtime.state is RuntimeState.STOPPED
+        runtime.shutdown()
+        assert runtime.state is RuntimeState.STOPPED
+
+    def test_context_manager_stops_and_leaves_no_thread(self) -> None:
+        """Leaving the with-block stops every thread the runtime started."""
+        before = {t.ident for t in threading.enumerate()}
+        with start(
+            config_for_tests(exporter={"kind": "prometheus"}), set_global=False
+        ) as runtime:
+            runtime.get_meter("app").create_counter("c").add(1)
+        leftover = [
+            t for t in threading.enumerate() if t.ident not in before and t.is_alive()
+        ]
+        assert leftover == []
+
+    def test_shutdown_readiness_drops_first(self) -> None:
+        """Once shutdown begins, readiness reports draining."""
+        runtime = start(config_for_tests(exporter={"kind": "none"}), set_global=False)
+        subscription = runtime.bus.subscribe()
+        runtime.shutdown()
+        assert "draining: shutting down" in runtime.readiness().degraded
+        assert [type(e).__name__ for e in subscription.drain()] == ["Draining"]
+
+    def test_reload_after_stop_is_refused(self) -> None:
+        """Reloading a stopped runtime raises LifecycleError naming the state."""
+        runtime = start(config_for_tests(), set_global=False)
+        runtime.shutdown()
+        with pytest.raises(LifecycleError, match="stopped"):
+            runtime.reload(config_for_tests(exporter={"kind": "prometheus"}))
+
+    def test_async_runtime_refuses_sync_calls(self) -> None:
+        """A runtime on the host's loop must be stopped and reloaded with the async calls."""
+
+        async def scenario() -> None:
+            runtime = await start_async(
+                config_for_tests(exporter={"kind": "prometheus"}), set_global=False
+            )
+            with pytest.raises(LifecycleError, match="reload_async"):
+                runtime.reload(config_for_tests())
+            assert await runtime.reload_async(
+                config_for_tests(exporter={"kind": "none"})
+            ) == ("exporter.kind",)
+            assert runtime.prometheus is None
+            with pytest.raises(LifecycleError, match="shutdown_async"):
+                runtime.shutdown()
+            await runtime.shutdown_async()
+
+        asyncio.run(scenario())
+
+    def test_many_start_stop_cycles(self) -> None:
+        """Repeated start/stop leaves no thread behind and never deadlocks."""
+        before = {t.ident for t in threading.enumerate()}
+        for index in range(20):
+            with start(
+                config_for_tests(exporter={"kind": "prometheus"}), set_global=False
+            ) as runtime:
+                if index % 2:
+                    runtime.get_meter("app").create_counter("c").add(index)
+        leftover = [
+            t.name
+            for t in threading.enumerate()
+            if t.ident not in before and t.is_alive()
+        ]
+        assert leftover == []
+
+
+class TestGlobalProvider:
+    def test_second_global_start_is_refused(self) -> None:
+        """The OTel global can be installed once; a second start() raises LifecycleError."""
+        code = (
+            "from opentelemetry import metrics\n"
+            "from ron_metrics import start, LifecycleError\n"
+            "from ron_metrics.testing import config_for_tests\n"
+            "rt = start(config_for_tests())\n"
+            "metrics.get_meter('a').create_counter('n').add(2)\n"
+            "from ron_metrics.testing import sample_value\n"
+            "print(sample_value(rt, 'n_total'))\n"
+            "try:\n"
+            "    start(config_for_tests())\n"
+            "except LifecycleError as e:\n"
+            "    print('refused', 'set_global=False' in str(e))\n"
+            "rt.shutdown()\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        value, *rest = out.stdout.split()
+        assert float(value) == 2
+        assert rest == ["refused", "True"]
+
+
+class TestForkSafety:
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+    def test_inherited_runtime_refuses_use_in_child(self) -> None:
+        """A Runtime used in a forked child raises LifecycleError instead of misbehaving."""
+        code = (
+            "import os, sys\n"
+            "from ron_metrics import LifecycleError\n"
+            "from ron_metrics.testing import runtime_for_tests\n"
+            "with runtime_for_tests() as rt:\n"
+            "    pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        try:\n"
+            "            rt.get_meter('x')\n"
+            "            os._exit(1)\n"
+            "        except LifecycleError:\n"
+            "            os._exit(0)\n"
+            "    _, status = os.waitpid(pid, 0)\n"
+            "    print(os.waitstatus_to_exitcode(status))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert out.stdout.strip() == "0"
+
+
+class TestTestingHelpers:
+    def test_sample_value_and_ambiguity(self, start_runtime: StartFn) -> None:
+        """sample_value finds one sample, returns None when absent, refuses ambiguity."""
+        with runtime_for_tests() as runtime:
+            counter = runtime.get_meter("app").create_counter("jobs")
+            counter.add(1, {"q": "a"})
+            counter.add(2, {"q": "b"})
+            assert sample_value(runtime, "jobs_total", q="b") == 2
+            assert sample_value(runtime, "nothing_total") is None
+            with pytest.raises(LookupError):
+                sample_value(runtime, "jobs_total")
