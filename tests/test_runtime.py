@@ -157,3 +157,71 @@ class TestTestingHelpers:
             assert sample_value(runtime, "nothing_total") is None
             with pytest.raises(LookupError):
                 sample_value(runtime, "jobs_total")
+
+
+class TestSupervision:
+    @pytest.mark.parametrize("crashes", [1, 3])
+    def test_crashed_exposer_is_restarted_and_counted(
+        self, start_runtime: StartFn, crashes: int
+    ) -> None:
+        """Each injected exposer crash is restarted on the same address and counted once."""
+        import time
+
+        import httpx
+
+        from ron_metrics.testing import inject_crash
+
+        runtime = start_runtime(exporter={"kind": "prometheus"})
+        address = runtime.address
+        saw_down = False
+        for _ in range(crashes):
+            inject_crash(runtime, "prometheus")
+            deadline = time.monotonic() + 20
+            came_back = False
+            while time.monotonic() < deadline:
+                degraded = runtime.readiness().degraded
+                saw_down |= "prometheus: not serving" in degraded
+                if saw_down and runtime.readiness().ready:
+                    came_back = True
+                    break
+                time.sleep(0.01)
+            assert came_back
+            saw_down = False
+        assert runtime.address == address
+        assert httpx.get(f"{address}/healthz", timeout=5).status_code == 200
+        assert (
+            sample_value(runtime, "service_restarts_total", service="prometheus")
+            == crashes
+        )
+
+    def test_crashed_otlp_thread_is_restarted_and_counted(
+        self, start_runtime: StartFn
+    ) -> None:
+        """An export thread that dies is restarted; readiness says so meanwhile."""
+        import time
+
+        from ron_metrics.testing import inject_crash
+
+        runtime = start_runtime(
+            exporter={
+                "kind": "otlp",
+                "otlp": {
+                    "endpoint": "http://127.0.0.1:9",
+                    "interval": "1s",
+                    "timeout": "200ms",
+                    "failure_threshold": 100,
+                },
+            }
+        )
+        assert runtime.otlp is not None
+        inject_crash(runtime, "otlp")
+        deadline = time.monotonic() + 10
+        saw_down = False
+        while time.monotonic() < deadline and not (saw_down and runtime.otlp.alive()):
+            saw_down |= (
+                "otlp-thread: export thread down" in runtime.readiness().degraded
+            )
+            time.sleep(0.005)
+        assert saw_down
+        assert runtime.otlp.alive()
+        assert sample_value(runtime, "service_restarts_total", service="otlp") == 1

@@ -22,6 +22,7 @@ __all__ = [
     "parse_bind",
     "parse_bool",
     "parse_choice",
+    "parse_delay",
     "parse_duration",
     "parse_name_list",
     "parse_optional_str",
@@ -67,6 +68,15 @@ def parse_duration(raw: object) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidValueError("must be a positive duration")
     return seconds
+
+
+def parse_delay(raw: object) -> float:
+    """
+    Like :func:`parse_duration`, but zero (``"0s"`` or ``0``) is allowed.
+    """
+    if raw in (0, "0", "0s", "0ms"):
+        return 0.0
+    return parse_duration(raw)
 
 
 def parse_bool(raw: object) -> bool:

@@ -34,7 +34,7 @@ EXIT_CONFIG = 2
 
 DEMO_DEFAULTS: dict[str, Any] = {
     "service": {"name": "ron-metrics-demo", "build_version": "demo"},
-    "exporter": {"prometheus": {"bind": "127.0.0.1:9464"}},
+    "exporter": {"prometheus": {"bind": "127.0.0.1:9464", "drain_delay": "500ms"}},
 }
 
 

@@ -144,6 +144,7 @@ class PrometheusConfig:
     write_timeout: float = field(default=2.0, metadata=_opt(v.parse_duration))
     idle_timeout: float = field(default=15.0, metadata=_opt(v.parse_duration))
     scrape_timeout: float = field(default=10.0, metadata=_opt(v.parse_duration))
+    drain_delay: float = field(default=0.0, metadata=_opt(v.parse_delay))
     max_header_bytes: int = field(default=8192, metadata=_opt(v.parse_positive_int))
     max_in_flight: int = field(default=256, metadata=_opt(v.parse_positive_int))
     max_connections: int = field(default=512, metadata=_opt(v.parse_positive_int))

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -35,6 +35,10 @@ from ron_metrics.provider import build_provider, install_global
 __all__ = ["Runtime", "RuntimeState", "start", "start_async"]
 
 _log = logging.getLogger("ron_metrics.runtime")
+SUPERVISE_INTERVAL = 0.05
+RESTART_BACKOFF_BASE = 0.1
+RESTART_BACKOFF_CAP = 5.0
+RESTART_WINDOW = 60.0
 _T = TypeVar("_T")
 
 
@@ -79,6 +83,9 @@ class Runtime:
         self.health.add_check(
             "draining", lambda: "shutting down" if self._draining else None
         )
+        self.health.add_check("otlp-thread", self._otlp_thread_check)
+        self._supervisor: asyncio.Task[None] | None = None
+        self._restarts: dict[str, list[float]] = {"prometheus": [], "otlp": []}
 
     # -- public API -------------------------------------------------------------
 
@@ -95,6 +102,17 @@ class Runtime:
         """
         self._check_process()
         return self.meter_provider.get_meter(name, version)
+
+    def call_in_loop(self, fn: Callable[[], object]) -> None:
+        """
+        Run ``fn`` soon on the loop that runs the sinks (thread-safe).
+        """
+        loop = (
+            self._loop_thread.loop if self._loop_thread is not None else self._host_loop
+        )
+        if loop is None:
+            raise LifecycleError("this runtime has no running loop")
+        loop.call_soon_threadsafe(fn)
 
     def readiness(self) -> HealthSnapshot:
         """
@@ -174,7 +192,71 @@ class Runtime:
             self.state = RuntimeState.STOPPED
             log_event(_log, logging.INFO, "stopped")
 
+    def _otlp_thread_check(self) -> str | None:
+        if self.otlp is None or self._draining or self.otlp.alive():
+            return None
+        return "export thread down"
+
+    # -- supervision --------------------------------------------------------------
+
+    def _backoff(self, name: str) -> float:
+        # Capped exponential backoff over the restarts of the last minute.
+        now = time.monotonic()
+        recent = [t for t in self._restarts[name] if now - t < RESTART_WINDOW]
+        recent.append(now)
+        self._restarts[name] = recent
+        return float(
+            min(RESTART_BACKOFF_CAP, RESTART_BACKOFF_BASE * 2 ** (len(recent) - 1))
+        )
+
+    async def _supervise(self) -> None:
+        while not self._draining:
+            await asyncio.sleep(SUPERVISE_INTERVAL)
+            async with self._switch_lock:
+                for name, sink in (
+                    ("prometheus", self.prometheus),
+                    ("otlp", self.otlp),
+                ):
+                    if sink is None or sink.alive() or self._draining:
+                        continue
+                    delay = self._backoff(name)
+                    self.self_metrics.service_restarts.add(1, {"service": name})
+                    log_event(
+                        _log,
+                        logging.ERROR,
+                        "sink_died",
+                        service=name,
+                        restart_in_s=delay,
+                    )
+                    await asyncio.sleep(delay)
+                    if self.state is not RuntimeState.RUNNING:
+                        return
+                    try:
+                        if isinstance(sink, PrometheusSink):
+                            await sink.restart()
+                        else:
+                            sink.restart()
+                    except Exception as exc:
+                        log_event(
+                            _log,
+                            logging.ERROR,
+                            "sink_restart_failed",
+                            service=name,
+                            error=repr(exc),
+                        )
+                    else:
+                        log_event(_log, logging.INFO, "sink_restarted", service=name)
+
     async def _stop_sinks(self, deadline: float) -> None:
+        if self.prometheus is not None and self.prometheus.config.drain_delay > 0:
+            # Keep serving a 503 /readyz for a moment, so orchestrators and load
+            # balancers see "not ready" before the listener goes away.
+            delay = self.prometheus.config.drain_delay
+            await asyncio.sleep(max(0.0, min(delay, deadline - time.monotonic() - 0.5)))
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+            self._supervisor = None
         if self.prometheus is not None:
             await self.prometheus.stop(max(0.1, deadline - time.monotonic()))
         if self.otlp is not None:
@@ -221,6 +303,9 @@ class Runtime:
         if exporter.otlp_enabled:
             self.otlp = self._new_otlp(exporter.otlp)
             self.otlp.start()
+        self._supervisor = asyncio.get_running_loop().create_task(
+            self._supervise(), name="ron-metrics-supervisor"
+        )
 
     # -- reload -------------------------------------------------------------------
 
@@ -385,7 +470,8 @@ class Runtime:
         return sink
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        assert self._loop_thread is not None  # noqa: S101 - only called in thread mode
+        if self._loop_thread is None:
+            raise LifecycleError("this runtime has no loop thread")
         return self._loop_thread.run(coro)
 
     def _enter_starting(self) -> None:

@@ -118,6 +118,9 @@ class OtlpSink:
         self._health_lock = threading.Lock()
         self._exporter = exporter or build_exporter(config)
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._crash_requested = False
+        self.crashed: Exception | None = None
         self._export_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._consecutive_failures = 0
@@ -214,10 +217,33 @@ class OtlpSink:
         self.first_result.set()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.export_once()
-            if self._stop.wait(self.config.interval):
-                return
+        try:
+            while not self._stop.is_set():
+                self.export_once()
+                if self._wake.wait(self.config.interval):
+                    if self._crash_requested:
+                        raise RuntimeError("injected OTLP sink crash")
+                    if self._stop.is_set():
+                        return
+        except Exception as exc:
+            self.crashed = exc
+            log_event(_log, logging.ERROR, "otlp_sink_crashed", error=repr(exc))
+
+    def inject_crash(self) -> None:
+        """
+        Testing hook: make the export thread die as if it had crashed.
+        """
+        self._crash_requested = True
+        self._wake.set()
+
+    def restart(self) -> None:
+        """
+        Start a fresh export thread after the previous one died.
+        """
+        self._crash_requested = False
+        self._wake.clear()
+        self.crashed = None
+        self.start()
 
     def stop(self, timeout: float, *, flush: bool = True) -> None:
         """
@@ -225,6 +251,7 @@ class OtlpSink:
         """
         deadline = time.monotonic() + timeout
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(max(0.0, deadline - time.monotonic()))
         remaining = deadline - time.monotonic()

@@ -20,6 +20,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
 
@@ -92,6 +93,8 @@ class PrometheusSink:
         )
         self.state: ExposerState | None = None
         self.server: GuardedServer | None = None
+        self._app: Any = None
+        self._crash_requested = False
 
     def bind(self) -> None:
         """
@@ -206,7 +209,8 @@ class PrometheusSink:
         """
         if self._sock is None:
             self.bind()
-        assert self._sock is not None  # noqa: S101 - bind() sets it or raises
+        if self._sock is None:
+            raise ExposerError("the exposer has no bound socket")
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=2, thread_name_prefix="ron-metrics-scrape"
         )
@@ -222,8 +226,14 @@ class PrometheusSink:
             self_metrics=self._self_metrics,
             reject_prefix=f"/.ron-metrics-reject/{secrets.token_hex(16)}/",
         )
-        app = create_app(self.state)
+        self._app = create_app(self.state)
+        await self._launch()
+
+    async def _launch(self) -> None:
+        if self._sock is None or self.state is None:
+            raise ExposerError("the exposer was not started")
         self._stop = asyncio.Event()
+        self._crash_requested = False
         limits = WireLimits(
             read_timeout=self.config.read_timeout,
             write_timeout=self.config.write_timeout,
@@ -232,17 +242,19 @@ class PrometheusSink:
             max_connections=self.config.max_connections,
         )
         self.server = GuardedServer(
-            app,
+            self._app,
             self._hypercorn_config(),
             limits=limits,
             events=self,
             reject_prefix=self.state.reject_prefix,
             ssl_context=self._ssl,
         )
-        # start_server owns (and closes) the socket it serves: give it a duplicate.
+        # start_server owns (and closes) the socket it serves: give it a duplicate,
+        # so a restart can serve the very same bound address again.
         served = socket.socket(fileno=os.dup(self._sock.fileno()))
         self._task = asyncio.get_running_loop().create_task(
-            self.server.serve(served, self._stop.wait), name="ron-metrics-exposer"
+            self.server.serve(served, self._shutdown_trigger),
+            name="ron-metrics-exposer",
         )
         for _ in range(500):
             if self.listening():
@@ -254,6 +266,37 @@ class PrometheusSink:
         where = self.address
         await self.stop()
         raise ExposerError(f"the exposer did not start serving on {where}: {error!r}")
+
+    async def _shutdown_trigger(self) -> None:
+        if self._stop is not None:
+            await self._stop.wait()
+        if self._crash_requested:
+            raise RuntimeError("injected exposer crash")
+
+    def alive(self) -> bool:
+        """
+        True while the server task runs (False after a crash, before a restart).
+        """
+        return self._task is not None and not self._task.done()
+
+    def inject_crash(self) -> None:
+        """
+        Testing hook: make the server task fail as if it had crashed.
+        """
+        self._crash_requested = True
+        if self._stop is not None:
+            self._stop.set()
+
+    async def restart(self) -> None:
+        """
+        Serve again on the same bound socket after the server task died.
+
+        Raises:
+            ExposerError: If it does not come back.
+        """
+        if self._task is not None and self._task.done():
+            self._task.exception()  # retrieved: the supervisor logged it
+        await self._launch()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """

@@ -1,0 +1,294 @@
+"""
+Bounded attack drills on loopback; figures go into docs/security.md.
+
+    .venv/bin/python benchmarks/attacks.py            # full (about 2 minutes)
+    .venv/bin/python benchmarks/attacks.py --smoke    # seconds
+
+Each drill starts what it needs, is bounded in time and count, and stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import percentile
+from http_bench import _serve, _stop, parse_wrk
+
+from ron_metrics import start
+from ron_metrics.testing import config_for_tests, samples
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- figures:start -->", "<!-- figures:end -->"
+
+
+def rss_mib(pid: int | str = "self") -> tuple[float, float]:
+    """(current RSS, peak RSS) in MiB from /proc."""
+    text = Path(f"/proc/{pid}/status").read_text()
+
+    def field(name: str) -> float:
+        match = re.search(rf"^{name}:\s+(\d+) kB", text, re.MULTILINE)
+        return int(match.group(1)) / 1024 if match else float("nan")
+
+    return field("VmRSS"), field("VmHWM")
+
+
+async def _drip(port: int, stop_at: float, closed: list[float], started: float) -> None:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        closed.append(0.0)
+        return
+    try:
+        writer.write(b"GET /metrics HTTP/1.1\r\n")
+        await writer.drain()
+        while time.monotonic() < stop_at:
+            writer.write(b"X")
+            await writer.drain()
+            try:
+                if await asyncio.wait_for(reader.read(1), 0.5) == b"":
+                    break
+            except TimeoutError:
+                continue
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        closed.append(time.monotonic() - started)
+        writer.close()
+
+
+def slowloris(connections: int, limit: float) -> dict[str, float]:
+    process, port = _serve("ron", 1_000)
+    try:
+        closed: list[float] = []
+        scrape_ms: list[float] = []
+        stop = threading.Event()
+
+        def scraper() -> None:
+            with httpx.Client(timeout=10) as client:
+                while not stop.is_set():
+                    t = time.perf_counter()
+                    try:
+                        client.get(f"http://127.0.0.1:{port}/metrics")
+                        scrape_ms.append((time.perf_counter() - t) * 1000)
+                    except httpx.HTTPError:
+                        scrape_ms.append(float("inf"))
+                    time.sleep(0.2)
+
+        thread = threading.Thread(target=scraper)
+        thread.start()
+        started = time.monotonic()
+
+        async def attack() -> None:
+            await asyncio.gather(
+                *[
+                    _drip(port, started + limit, closed, started)
+                    for _ in range(connections)
+                ]
+            )
+
+        asyncio.run(attack())
+        stop.set()
+        thread.join(30)
+        return {
+            "connections": connections,
+            "all_closed_s": max(closed),
+            "median_closed_s": percentile(closed, 0.5),
+            "scrape_p50_ms": percentile(scrape_ms, 0.5),
+            "scrape_max_ms": max(scrape_ms),
+            "scrapes": len(scrape_ms),
+            "server_peak_rss_mib": rss_mib(process.pid)[1],
+        }
+    finally:
+        _stop(process)
+
+
+def flood(seconds: int, connections: int) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return {}
+    process, port = _serve("ron", 1_000)
+    try:
+        before = rss_mib(process.pid)[0]
+        out = subprocess.run(
+            [
+                wrk,
+                "-t",
+                "2",
+                "-c",
+                str(connections),
+                "-d",
+                f"{seconds}s",
+                "--latency",
+                "--timeout",
+                "10s",
+                f"http://127.0.0.1:{port}/metrics",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        ).stdout
+        result = parse_wrk(out)
+        result.update(
+            rss_before_mib=before,
+            server_peak_rss_mib=rss_mib(process.pid)[1],
+            seconds=seconds,
+            connections=connections,
+        )
+        return result
+    finally:
+        _stop(process)
+
+
+def cardinality_bomb(values: int) -> dict[str, float]:
+    runtime = start(config_for_tests(exporter={"kind": "prometheus"}), set_global=False)
+    try:
+        counter = runtime.get_meter("bomb").create_counter("bomb")
+        rss_before = rss_mib()[0]
+        started = time.perf_counter()
+        for i in range(values):
+            counter.add(1, {"user_id": f"u{i}"})
+        elapsed = time.perf_counter() - started
+        rows = [
+            labels
+            for (name, labels), _ in samples(runtime).items()
+            if name == "bomb_total"
+        ]
+        total = sum(
+            v for (name, _), v in samples(runtime).items() if name == "bomb_total"
+        )
+        return {
+            "values": values,
+            "series": len(rows),
+            "sum": total,
+            "seconds": elapsed,
+            "rss_growth_mib": rss_mib()[0] - rss_before,
+            "ns_per_add": elapsed / values * 1e9,
+        }
+    finally:
+        runtime.shutdown()
+
+
+def collector_down(seconds: float) -> dict[str, float]:
+    runtime = start(
+        config_for_tests(
+            exporter={
+                "kind": "otlp",
+                "otlp": {
+                    "endpoint": "http://127.0.0.1:9",
+                    "interval": "1s",
+                    "timeout": "900ms",
+                },
+            }
+        ),
+        set_global=False,
+    )
+    try:
+        counter = runtime.get_meter("app").create_counter("steady")
+        rss_before = rss_mib()[0]
+        latencies: list[float] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            t = time.perf_counter_ns()
+            counter.add(1, {"route": "/x"})
+            latencies.append((time.perf_counter_ns() - t) / 1000)
+            time.sleep(0.0005)
+        sink = runtime.otlp
+        return {
+            "seconds": seconds,
+            "adds": len(latencies),
+            "p50_us": percentile(latencies, 0.5),
+            "p99_us": percentile(latencies, 0.99),
+            "max_us": max(latencies),
+            "rss_growth_mib": rss_mib()[0] - rss_before,
+            "failed_exports": float(sink.exports_failed if sink else 0),
+            "ready": float(runtime.readiness().ready),
+        }
+    finally:
+        runtime.shutdown(timeout=3)
+
+
+def render(results: dict[str, Any], command: str) -> str:
+    s, f, b, c = (
+        results["slowloris"],
+        results["flood"],
+        results["bomb"],
+        results["down"],
+    )
+    lines = [
+        START,
+        "",
+        f"Measured with `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}, "
+        "loopback, 2 CPUs; each drill stops by itself.",
+        "",
+    ]
+    lines.append(
+        f"- **Slowloris**: {s['connections']} connections dripping one header byte every 0.5 s. "
+        f"All were closed by {s['all_closed_s']:.1f} s (median {s['median_closed_s']:.1f} s; read timeout 2 s). "
+        f"Meanwhile {s['scrapes']} fresh `/metrics` scrapes answered in {s['scrape_p50_ms']:.1f} ms median, "
+        f"{s['scrape_max_ms']:.1f} ms worst; server peak RSS {s['server_peak_rss_mib']:.0f} MiB."
+    )
+    if f:
+        lines.append(
+            f"- **Flood**: wrk, {f['connections']} connections for {f['seconds']} s on `/metrics` (1k series): "
+            f"{f.get('requests', 0):,.0f} requests, {f.get('rps', 0):,.0f} req/s, {int(f.get('non_2xx', 0)):,} non-2xx "
+            f"(a 503 `Busy` answers anything past `max_in_flight`), p99 {f.get('p99_ms', float('nan')):.1f} ms; server RSS "
+            f"{f['rss_before_mib']:.0f} MiB before, peak {f['server_peak_rss_mib']:.0f} MiB."
+        )
+    else:
+        lines.append("- **Flood**: wrk is not installed; not measured.")
+    lines.append(
+        f"- **Cardinality bomb**: {b['values']:,} distinct `user_id` values on one counter (default "
+        f"`max_series = 2000`): {b['series']:,} series exported (2,000 + the overflow series), "
+        f"sum {b['sum']:,.0f} (no increment lost), RSS growth {b['rss_growth_mib']:.1f} MiB, "
+        f"{b['ns_per_add']:,.0f} ns per add."
+    )
+    lines.append(
+        f"- **Collector down** for {c['seconds']:.0f} s (OTLP every 1 s to a closed port): "
+        f"{c['adds']:,} adds, p50 {c['p50_us']:.1f} µs, p99 {c['p99_us']:.1f} µs, max {c['max_us']:.0f} µs; "
+        f"RSS growth {c['rss_growth_mib']:.1f} MiB; {c['failed_exports']:.0f} failed exports; "
+        f"ready={'yes' if c['ready'] else 'no (otlp_export_failing)'}."
+    )
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "security.md")
+    args = parser.parse_args(argv)
+    logging.disable(logging.CRITICAL)
+    command = "python benchmarks/attacks.py" + (" --smoke" if args.smoke else "")
+    smoke = args.smoke
+    results = {
+        "slowloris": slowloris(30 if smoke else 300, 3 if smoke else 8),
+        "flood": flood(1 if smoke else 10, 256),
+        "bomb": cardinality_bomb(20_000 if smoke else 1_000_000),
+        "down": collector_down(2 if smoke else 60),
+    }
+    section = render(results, command)
+    text = args.out.read_text() if args.out.exists() else ""
+    if START in text and END in text:
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n## Figures under attack\n\n" + section + "\n"
+    args.out.write_text(text)
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

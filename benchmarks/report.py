@@ -1,0 +1,321 @@
+"""
+docs/benchmarks.md and its plots from one run's results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from common import Figure
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, Figure):
+        return {
+            "median": value.median,
+            "min": min(value.values, default=None),
+            "max": max(value.values, default=None),
+            "unit": value.unit,
+            "values": value.values,
+        }
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else float("nan")
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(target, measured, how, met?) rows."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    counters = results["hotpath"]["counter"]
+    raw = counters["raw SDK, 1 reader"].median
+    raw_view = counters["raw SDK, 1 reader + same allowlist View"].median
+    for kind in ("prometheus", "otlp", "both"):
+        ours = counters[f"ron-metrics ({kind})"].median
+        ratio = _ratio(ours, raw)
+        rows.append(
+            (
+                f"`add` via ron-metrics ({kind}, allowlist View) ≤ 1.05× raw single-reader SDK",
+                f"{ratio:.2f}× (vs raw SDK with the same View: {_ratio(ours, raw_view):.2f}×)",
+                "median ns/op, interleaved runs",
+                ratio <= 1.05,
+            )
+        )
+    ours = counters["ron-metrics (prometheus, no allowlist)"].median
+    ratio = _ratio(ours, raw)
+    rows.append(
+        (
+            "`add` via ron-metrics (prometheus, no allowlist) ≤ 1.05× raw single-reader SDK",
+            f"{ratio:.2f}×",
+            "median ns/op, interleaved runs",
+            ratio <= 1.05,
+        )
+    )
+    sizes = sorted(results["scrape"])
+    size = 10_000 if 10_000 in results["scrape"] else sizes[-1]
+    at = results["scrape"][size]
+    ratio = _ratio(
+        at["ron-metrics render path"]["ms"].median,
+        at["prometheus_client generate_latest"]["ms"].median,
+    )
+    rows.append(
+        (
+            f"{size:,}-series scrape ≤ 1.0× prometheus_client `generate_latest`",
+            f"{ratio:.2f}×",
+            "median ms per scrape",
+            ratio <= 1.0,
+        )
+    )
+    http = results.get("http") or {}
+    try:
+        ours = http["ron"]["/metrics"][32]["rps"]
+        naive = http["naive-quart"]["/metrics"][32]["rps"]
+        ratio = _ratio(ours, naive)
+        rows.append(
+            (
+                "`/metrics` req/s at c32 ≥ 3× the naive Quart path (single-flight)",
+                f"{ratio:.2f}×",
+                "wrk, 1k series",
+                ratio >= 3.0,
+            )
+        )
+    except KeyError:
+        rows.append(
+            (
+                "`/metrics` req/s at c32 ≥ 3× the naive Quart path",
+                "not measured",
+                "wrk missing",
+                None,
+            )
+        )
+    p95 = results["steady"]["p95_ms"]
+    rows.append(
+        (
+            "p95 < 10 ms for a 1k-series scrape at 5 rps",
+            f"{p95:.2f} ms",
+            "httpx, steady 5 rps",
+            p95 < 10,
+        )
+    )
+    otlp = results["otlp"]
+    ratio = _ratio(otlp["add_during_export"]["p99_us"], otlp["add_idle"]["p99_us"])
+    rows.append(
+        (
+            "`add` p99 during an OTLP export ≤ 1.5× idle",
+            f"{ratio:.2f}×",
+            f"{otlp['series']:,} series exported to rotel",
+            ratio <= 1.5,
+        )
+    )
+    return rows
+
+
+def _bar(path: Path, title: str, figures: dict[str, Figure], unit: str) -> None:
+    names = list(figures)
+    medians = [figures[n].median for n in names]
+    low = [figures[n].median - min(figures[n].values) for n in names]
+    high = [max(figures[n].values) - figures[n].median for n in names]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
+    ax.barh(names, medians, xerr=[low, high], color="#4a7ab5", capsize=3)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _scrape_plot(path: Path, scrape: dict[int, Any]) -> None:
+    sizes = sorted(scrape)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in scrape[sizes[0]]:
+        ax.plot(
+            sizes, [scrape[n][name]["ms"].median for n in sizes], marker="o", label=name
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("series")
+    ax.set_ylabel("ms per scrape (median)")
+    ax.set_title("Scrape time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _http_plot(path: Path, http: dict[str, Any]) -> None:
+    labels: list[str] = []
+    values: list[float] = []
+    for server, paths in http.items():
+        for route, by_conn in paths.items():
+            for conns, figures in by_conn.items():
+                labels.append(f"{server} {route} c{conns}")
+                values.append(figures.get("rps", 0.0))
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(labels) + 1.5))
+    ax.barh(labels, values, color="#5b9e6b")
+    ax.invert_yaxis()
+    ax.set_xlabel("requests/s (wrk)")
+    ax.set_title("HTTP on loopback")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], out: Path) -> Path:
+    env = results["env"]
+    _bar(
+        out / "bench-hotpath-counter.png",
+        "counter add / inc (ns per op)",
+        results["hotpath"]["counter"],
+        "ns/op",
+    )
+    _bar(
+        out / "bench-hotpath-histogram.png",
+        "histogram record / observe (ns per op)",
+        results["hotpath"]["histogram"],
+        "ns/op",
+    )
+    _scrape_plot(out / "bench-scrape.png", results["scrape"])
+    if results.get("http"):
+        _http_plot(out / "bench-http.png", results["http"])
+    lines = [
+        "# Benchmarks",
+        "",
+        (
+            "**Smoke run** (tiny sizes, proves the suite runs; not for conclusions)."
+            if results["smoke"]
+            else "A full run. Absolute times drift on shared machines; read the ratios."
+        ),
+        "",
+        f"- command: `{env['command']}` (from the repository root, after `make bootstrap`)",
+        f"- machine: {env['machine']}, {env['cpus']} CPUs; Python {env['python']}; {env['date']}",
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        "- every figure: median [min–max] over repeated runs; candidates run interleaved",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | how | met |",
+        "|---|---|---|---|",
+    ]
+    for target, measured, how, met in targets(results):
+        lines.append(
+            f"| {target} | {measured} | {how} | {'yes' if met else 'not measured' if met is None else '**no**'} |"
+        )
+    for kind in ("counter", "histogram"):
+        lines += [
+            "",
+            f"## Hot path: {kind} (ns/op)",
+            "",
+            f"![{kind}](bench-hotpath-{kind}.png)",
+            "",
+            "| candidate | ns/op |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {name} | {fig.text()} |"
+            for name, fig in results["hotpath"][kind].items()
+        ]
+    lines += ["", "## Hot path extras (ns/op)", "", "| case | ns/op |", "|---|---|"]
+    lines += [
+        f"| {name} | {fig.text()} |"
+        for name, fig in results["hotpath"]["extras"].items()
+    ]
+    lines += [
+        "",
+        "## Scrape",
+        "",
+        "![scrape](bench-scrape.png)",
+        "",
+        "| series | candidate | ms per scrape | peak MiB during scrape | payload bytes |",
+        "|---|---|---|---|---|",
+    ]
+    for n in sorted(results["scrape"]):
+        for name, row in results["scrape"][n].items():
+            lines.append(
+                f"| {n:,} | {name} | {row['ms'].text(2)} | {row['peak_mib']:.1f} | {row['bytes']:,} |"
+            )
+    lines += [
+        "",
+        "## Memory held per 10k series (MiB, tracemalloc)",
+        "",
+        "| library | MiB |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {mib:.1f} |" for name, mib in results["memory"].items()]
+    h = results["healthz_during_scrape"]
+    s = results["steady"]
+    lines += [
+        "",
+        "## Latency over HTTP (ron-metrics exposer)",
+        "",
+        f"- `/healthz` while a big scrape is in flight: p50 {h['p50_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, "
+        f"max {h['max_ms']:.2f} ms over {int(h['n'])} probes (that scrape: {h['scrape_ms']:.0f} ms median)",
+        f"- `/metrics`, 1k series, steady 5 rps: p50 {s['p50_ms']:.2f} ms, p95 {s['p95_ms']:.2f} ms, "
+        f"p99 {s['p99_ms']:.2f} ms over {int(s['n'])} requests",
+    ]
+    if results.get("http"):
+        lines += [
+            "",
+            "## HTTP on loopback (wrk, 2 threads)",
+            "",
+            "![http](bench-http.png)",
+            "",
+            "| server | path | connections | req/s | p50 ms | p99 ms | non-2xx |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for server, paths in results["http"].items():
+            for route, by_conn in paths.items():
+                for conns, f in by_conn.items():
+                    lines.append(
+                        f"| {server} | {route} | {conns} | {f.get('rps', 0):,.0f} | {f.get('p50_ms', float('nan')):.2f} | "
+                        f"{f.get('p99_ms', float('nan')):.2f} | {int(f.get('non_2xx', 0))} |"
+                    )
+    else:
+        lines += [
+            "",
+            "## HTTP on loopback",
+            "",
+            "wrk is not installed (Debian package `wrk`); skipped.",
+        ]
+    o = results["otlp"]
+    lines += [
+        "",
+        "## OTLP (to a real rotel collector over gRPC)",
+        "",
+        f"- export of {o['series']:,} series (collect + encode + send): {o['export_ms'].text(1)} ms",
+        "",
+        "| add() latency | p50 µs | p99 µs | samples |",
+        "|---|---|---|---|",
+    ]
+    for label, key in (
+        ("idle", "add_idle"),
+        ("during an export", "add_during_export"),
+        ("during a collector outage", "add_during_outage"),
+        ("during a live switch", "add_during_switch"),
+    ):
+        row = o[key]
+        lines.append(
+            f"| {label} | {row['p50_us']:.2f} | {row['p99_us']:.2f} | {int(row['n']):,} |"
+        )
+    lines += [
+        "",
+        f"The switch (otlp → prometheus, make-before-break) took {o['switch_seconds'] * 1000:.0f} ms.",
+        "",
+    ]
+    path = out / "benchmarks.md"
+    path.write_text("\n".join(lines))
+    return path

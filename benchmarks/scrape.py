@@ -1,0 +1,165 @@
+"""
+Scrape: time to collect and encode N series, peak memory during it, payload bytes;
+and memory per 10k series held by each library.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common import Figure
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Counter as PromCounter
+
+from ron_metrics import Runtime, start
+from ron_metrics.exporters.prometheus.render import Format, render
+from ron_metrics.testing import config_for_tests
+
+
+def _labels(n: int) -> list[tuple[str, str]]:
+    return [(f"/route/{i % 100}", f"key-{i:07d}") for i in range(n)]
+
+
+def _ron(n: int) -> tuple[Runtime, Callable[[], bytes]]:
+    runtime = start(
+        config_for_tests(cardinality={"max_series": n + 10}, exporter={"kind": "none"}),
+        set_global=False,
+    )
+    counter = runtime.get_meter("bench").create_counter("requests")
+    for route, key in _labels(n):
+        counter.add(1, {"route": route, "key": key})
+    hub = runtime.hub
+
+    def scrape() -> bytes:
+        return render(hub.scrape(), Format.TEXT, gzip_ok=False, max_bytes=1 << 31).body
+
+    return runtime, scrape
+
+
+def _prometheus_client(n: int) -> Callable[[], bytes]:
+    registry = CollectorRegistry()
+    counter = PromCounter("requests", "Requests.", ["route", "key"], registry=registry)
+    for route, key in _labels(n):
+        counter.labels(route, key).inc()
+    return lambda: generate_latest(registry)
+
+
+def _naive_otel(n: int) -> tuple[MeterProvider, Callable[[], bytes]]:
+    from opentelemetry.sdk.metrics import Counter as SdkCounter
+
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(
+        registry=registry, cardinality_limits={SdkCounter: n + 10}
+    )
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    counter = provider.get_meter("bench").create_counter("requests")
+    for route, key in _labels(n):
+        counter.add(1, {"route": route, "key": key})
+    return provider, lambda: generate_latest(registry)
+
+
+def measure(sizes: list[int], repeats: int) -> dict[int, dict[str, dict[str, Any]]]:
+    """Per size: median [min,max] ms per scrape, peak MiB during one scrape, bytes."""
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    for n in sizes:
+        runtime, ron_scrape = _ron(n)
+        provider, naive = _naive_otel(n)
+        candidates = {
+            "ron-metrics render path": ron_scrape,
+            "prometheus_client generate_latest": _prometheus_client(n),
+            "naive OTel (PrometheusMetricReader + generate_latest)": naive,
+        }
+        try:
+            figures = {name: Figure(name, "ms") for name in candidates}
+            sizes_bytes: dict[str, int] = {}
+            for fn in candidates.values():
+                fn()  # warm up
+            for _ in range(repeats):
+                for name, fn in candidates.items():
+                    started = time.perf_counter()
+                    body = fn()
+                    figures[name].values.append((time.perf_counter() - started) * 1000)
+                    sizes_bytes[name] = len(body)
+            peaks = {name: _peak_mib(fn) for name, fn in candidates.items()}
+            results[n] = {
+                name: {
+                    "ms": figures[name],
+                    "peak_mib": peaks[name],
+                    "bytes": sizes_bytes[name],
+                }
+                for name in candidates
+            }
+        finally:
+            runtime.shutdown()
+            provider.shutdown()
+    return results
+
+
+def _peak_mib(fn: Callable[[], bytes]) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / (1 << 20)
+
+
+def _build(name: str, n: int) -> Any:
+    if name == "ron-metrics":
+        return _ron(n)
+    if name == "prometheus_client":
+        return _prometheus_client(n)
+    provider = MeterProvider(
+        metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False
+    )
+    counter = provider.get_meter("bench").create_counter("requests")
+    for route, key in _labels(n):
+        counter.add(1, {"route": route, "key": key})
+    return provider
+
+
+def _retained_mib(name: str, n: int) -> float:
+    """In this process: MiB retained by building ``n`` series, after a warm-up build."""
+    warm = _build(name, 10)  # first-use costs (imports, caches) are not per-series
+    labels = _labels(n)  # the label strings are the same input for everyone
+    gc.collect()
+    tracemalloc.start()
+    keep = _build(name, n)
+    gc.collect()
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del labels, keep, warm
+    return current / (1 << 20)
+
+
+def memory_per_series(n: int) -> dict[str, float]:
+    """MiB retained per ``n`` series in each library, each measured in a fresh process."""
+    import subprocess
+    import sys
+
+    out: dict[str, float] = {}
+    for name in ("ron-metrics", "prometheus_client", "raw OTel SDK"):
+        code = (
+            "import logging, sys; logging.disable(logging.CRITICAL); "
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import scrape; "
+            f"print(scrape._retained_mib({name!r}, {n}))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        out[name] = float(result.stdout.strip().splitlines()[-1])
+    return out

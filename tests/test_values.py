@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+
+from ron_metrics import _values as v
+from ron_metrics._values import BindAddress, InvalidValueError
+
+
+@pytest.mark.parametrize(
+    ("parser", "raw", "expected"),
+    [
+        (v.parse_bool, "yes", True),
+        (v.parse_bool, "OFF", False),
+        (v.parse_bool, True, True),
+        (v.parse_positive_int, " 12 ", 12),
+        (v.parse_positive_int, 3, 3),
+        (v.parse_str, "x", "x"),
+        (v.parse_optional_str, "", None),
+        (v.parse_optional_str, "a", "a"),
+        (v.parse_name_list, "a, b,a", ("a", "b")),
+        (v.parse_name_list, ["x.y", "z-1"], ("x.y", "z-1")),
+        (v.parse_delay, "0s", 0.0),
+        (v.parse_delay, "250ms", 0.25),
+        (v.parse_duration, 1.5, 1.5),
+        (v.parse_duration, "2h", 7200.0),
+        (v.parse_choice("a", "b"), "b", "b"),
+    ],
+)
+def test_parsers_accept(parser: object, raw: object, expected: object) -> None:
+    """Each parser turns its accepted spellings into the typed value."""
+    assert parser(raw) == expected  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("parser", "raw", "fragment"),
+    [
+        (v.parse_bool, "maybe", "true or false"),
+        (v.parse_bool, 1, "true or false"),
+        (v.parse_positive_int, True, "boolean"),
+        (v.parse_positive_int, "x", "positive integer"),
+        (v.parse_positive_int, 0, ">= 1"),
+        (v.parse_str, 5, "expected a string"),
+        (v.parse_str, "  ", "empty"),
+        (v.parse_optional_str, 5, "expected a string"),
+        (v.parse_name_list, 5, "list of names"),
+        (v.parse_name_list, ["ok", 5], "not a valid name"),
+        (v.parse_str_mapping, ["a"], "table of strings"),
+        (v.parse_str_mapping, {"a": 1}, "string to a string"),
+        (v.parse_duration, True, "boolean"),
+        (v.parse_duration, [1], "duration string"),
+        (v.parse_duration, "fast", "duration"),
+        (v.parse_duration, -1, "positive"),
+        (v.parse_duration, float("inf"), "positive"),
+        (v.parse_bind, 80, "HOST:PORT"),
+        (v.parse_bind, "unix:rel", "absolute"),
+        (v.parse_bind, "unix:/" + "a" * 120, "100 bytes"),
+        (v.parse_bind, "127.0.0.1", "HOST:PORT"),
+        (v.parse_bind, ":80", "host part is empty"),
+        (v.parse_bind, "example.com:80", "IP address"),
+        (v.parse_bind, "1.2.3.4:99999", "out of range"),
+    ],
+)
+def test_parsers_refuse_with_a_reason(
+    parser: object, raw: object, fragment: str
+) -> None:
+    """Each parser refuses bad input with a message that says what was expected."""
+    with pytest.raises(InvalidValueError, match=fragment):
+        parser(raw)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("raw", "text", "loopback", "unix"),
+    [
+        ("127.0.0.1:0", "127.0.0.1:0", True, False),
+        ("[::1]:9464", "[::1]:9464", True, False),
+        ("localhost:1", "localhost:1", True, False),
+        ("10.0.0.1:80", "10.0.0.1:80", False, False),
+        ("unix:/run/m.sock", "unix:/run/m.sock", True, True),
+    ],
+)
+def test_bind_addresses(raw: str, text: str, loopback: bool, unix: bool) -> None:
+    """Bind addresses round-trip to text and know whether they are loopback or UDS."""
+    address = v.parse_bind(raw)
+    assert str(address) == text
+    assert address.is_loopback is loopback
+    assert address.is_unix is unix
+
+
+def test_unparsable_host_is_not_loopback() -> None:
+    """A host that is not an IP is never treated as loopback."""
+    assert not BindAddress(host="nonsense", port=1).is_loopback
