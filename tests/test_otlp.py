@@ -222,6 +222,12 @@ class TestSwitching:
             not ready and "switching: switching" in why for ready, why in at_switch_end
         )
         assert 503 in http_statuses and http_statuses[0] == 200
+        # Load stopped: switch to both once more; each sink must report the exact total.
+        runtime.reload(config_for_tests(exporter=steps[1], **base), timeout=10)
+        exact = rotel.wait_for("ticks", lambda p: p.value == sent[0])
+        assert exact is not None
+        assert exact.value == sent[0]
+        assert sample_value(runtime, "ticks_total") == sent[0]
 
     def test_unreachable_collector_is_rolled_back(self, start_runtime: StartFn) -> None:
         """A switch to a dead collector fails, readiness returns, the old exposer still serves."""

@@ -283,6 +283,8 @@ class GuardedServer:
         self._open = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._context = WorkerContext(None)
+        # How long in-flight connections may finish at shutdown (set by the sink).
+        self.graceful_timeout: float = config.graceful_timeout
         self._lifespan_state: dict[str, Any] = {}
 
     @property
@@ -378,7 +380,7 @@ class GuardedServer:
             await server.wait_closed()
             if self._tasks:
                 _, pending = await asyncio.wait(
-                    set(self._tasks), timeout=self._config.graceful_timeout
+                    set(self._tasks), timeout=self.graceful_timeout
                 )
                 for task in pending:
                     task.cancel()

@@ -302,6 +302,9 @@ class PrometheusSink:
         """
         Stop accepting, let in-flight requests finish within ``timeout``, release everything.
         """
+        if self.server is not None:
+            # In-flight requests may finish within what is left of the deadline.
+            self.server.graceful_timeout = max(0.1, timeout - 0.2)
         if self._stop is not None:
             self._stop.set()
         if self._task is not None:
