@@ -119,9 +119,11 @@ def _build(name: str, n: int) -> Any:
         return _ron(n)
     if name == "prometheus_client":
         return _prometheus_client(n)
-    provider = MeterProvider(
-        metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False
-    )
+    from opentelemetry.sdk.metrics import Counter as SdkCounter
+
+    # The SDK's default limit (2000 per stream) would cap the series: lift it, as ron does.
+    reader = InMemoryMetricReader(cardinality_limits={SdkCounter: n + 10})
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
     counter = provider.get_meter("bench").create_counter("requests")
     for route, key in _labels(n):
         counter.add(1, {"route": route, "key": key})

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import free_port, rotel_binary
+from conftest import free_port, rotel_binary, stop_process
 
 _ATTR = re.compile(r"^\s+-> ([^:]+): (\w+)\((.*)\)$")
 
@@ -77,13 +77,8 @@ class Rotel:
         raise RuntimeError("rotel did not start")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, grace=10)
         self.process = None
 
     def text(self) -> str:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -61,3 +63,21 @@ def rotel_binary() -> str:
     if spec is None or spec.origin is None:
         pytest.fail("rotel is not installed; the locked test dependencies include it")
     return str(Path(spec.origin).parent / ROTEL_BINARY)
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float = 15) -> None:
+    """Stop a process we started, by PID: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def threads_started_since(before: set[int | None]) -> list[str]:
+    """Names of live threads that did not exist in ``before`` (a set of thread idents)."""
+    return [
+        t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()
+    ]

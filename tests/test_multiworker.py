@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ import httpx
 import pytest
 
 from collector import Rotel
-from conftest import free_port
+from conftest import free_port, stop_process
 
 HERE = Path(__file__).parent
 WORKERS = 2
@@ -80,10 +79,5 @@ def test_each_worker_pushes_its_own_series(tmp_path: Path) -> None:
         assert len(totals) == WORKERS, totals
         assert sum(totals.values()) == REQUESTS
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
+        stop_process(server, grace=20)
         rotel.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import StartFn, free_port, prometheus_config, require
+from conftest import StartFn, free_port, prometheus_config, require, stop_process
 
 
 @pytest.fixture(name="prometheus_for")
@@ -46,12 +46,7 @@ def _prometheus_for(tmp_path: Path) -> Iterator[object]:
 
     yield launch
     for process in processes:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
     log.close()
 
 

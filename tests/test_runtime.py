@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import StartFn
+from conftest import StartFn, threads_started_since
 from ron_metrics import LifecycleError, RuntimeState, start, start_async
 from ron_metrics.testing import config_for_tests, runtime_for_tests, sample_value
 
@@ -32,9 +32,7 @@ class TestLifecycle:
             config_for_tests(exporter={"kind": "prometheus"}), set_global=False
         ) as runtime:
             runtime.get_meter("app").create_counter("c").add(1)
-        leftover = [
-            t for t in threading.enumerate() if t.ident not in before and t.is_alive()
-        ]
+        leftover = threads_started_since(before)
         assert leftover == []
 
     def test_shutdown_readiness_drops_first(self) -> None:
@@ -80,11 +78,7 @@ class TestLifecycle:
             ) as runtime:
                 if index % 2:
                     runtime.get_meter("app").create_counter("c").add(index)
-        leftover = [
-            t.name
-            for t in threading.enumerate()
-            if t.ident not in before and t.is_alive()
-        ]
+        leftover = threads_started_since(before)
         assert leftover == []
 
 
@@ -115,11 +109,7 @@ class TestShutdownOrdering:
                 runtime.shutdown()  # a second call is a no-op
             assert runtime.state is RuntimeState.STOPPED
         time.sleep(0.2)
-        leftover = [
-            t.name
-            for t in threading.enumerate()
-            if t.ident not in before and t.is_alive()
-        ]
+        leftover = threads_started_since(before)
         assert leftover == []
 
 
