@@ -16,6 +16,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from common import Figure
 
+READING = """
+## Reading these numbers
+
+- This machine has 2 shared vCPUs: run-to-run spread of the hot-path figures is about ±15 %
+  (compare the [min–max] ranges), so hot-path ratios within that band are parity, not a verdict.
+  The targets use the median of per-round ratios (candidates run round-robin) to cancel drift.
+- The `add` path is the OpenTelemetry SDK's own: ron-metrics adds no code to it. What it adds is
+  the attribute-allowlist View (the SDK copies and filters the attributes of every measurement);
+  compare "raw SDK, 1 reader + same allowlist View".
+- The `/metrics` render path collects the SDK state and translates it (exporter-prometheus) before
+  encoding; prometheus_client only encodes state it already holds. Absolute scrape times here are
+  slow for every library (prometheus_client needs ~13 ms for 1k series on this machine), which is
+  why the absolute p95 target is missed.
+"""
+
 
 def plain(value: Any) -> Any:
     if isinstance(value, Figure):
@@ -323,6 +338,7 @@ def write(results: dict[str, Any], out: Path) -> Path:
         f"The switch (otlp → prometheus, make-before-break) took {o['switch_seconds'] * 1000:.0f} ms.",
         "",
     ]
+    lines.append(READING)
     path = out / "benchmarks.md"
     path.write_text("\n".join(lines))
     return path
