@@ -331,6 +331,9 @@ class TestLimits:
             except httpx.HTTPError:
                 time.sleep(0.05)
         assert status == 200
+        assert runtime.prometheus is not None
+        assert runtime.prometheus.server is not None
+        assert runtime.prometheus.server.open_connections <= 1  # the slots came back
         assert (sample_value(runtime, "rejected_total", reason="connections") or 0) >= 1
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
@@ -286,9 +285,3 @@ class OtlpSink:
                 )
             else:
                 self._health.declare(name)
-
-    def describe(self) -> dict[str, Any]:
-        """
-        Counters for logs and tests.
-        """
-        return {"ok": self.exports_ok, "failed": self.exports_failed}
