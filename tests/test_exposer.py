@@ -316,3 +316,33 @@ class TestAsyncHost:
         with pytest.raises(httpx.ConnectError):
             async with httpx.AsyncClient(timeout=2) as client:
                 await client.get(f"{runtime.address}/healthz")
+
+
+class TestExpositionOptions:
+    def test_target_info_and_scope_labels_are_configurable(
+        self, start_runtime: StartFn
+    ) -> None:
+        """target_info can be turned off and otel_scope_* labels on."""
+        runtime = start_runtime(
+            exporter=prometheus_config(target_info=False, scope_labels=True)
+        )
+        runtime.get_meter("shop", "2.1").create_counter("orders").add(1)
+        body = httpx.get(f"{runtime.address}/metrics", timeout=10).text
+        assert "target_info" not in body
+        assert 'otel_scope_name="shop"' in body
+        assert 'otel_scope_version="2.1"' in body
+
+    def test_defaults_have_target_info_without_scope_labels(
+        self, start_runtime: StartFn
+    ) -> None:
+        """By default the resource is on target_info and series carry no scope labels."""
+        runtime = start_runtime(
+            service={"name": "svc", "build_version": "9.9"},
+            exporter=prometheus_config(),
+        )
+        runtime.get_meter("shop").create_counter("orders").add(1)
+        body = httpx.get(f"{runtime.address}/metrics", timeout=10).text
+        assert (
+            'service_name="svc"' in body.split("target_info{", 1)[1].split("\n", 1)[0]
+        )
+        assert "otel_scope_name" not in body

@@ -36,6 +36,20 @@ def otlp_exporter(endpoint: str, protocol: str, **extra: object) -> dict[str, ob
 @pytest.mark.peer
 class TestDelivery:
     @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+    def test_gzip_compression_is_accepted(
+        self, start_runtime: StartFn, rotel: Rotel, protocol: str
+    ) -> None:
+        """compression = "gzip" still delivers exact values over both protocols."""
+        endpoint = rotel.grpc_endpoint if protocol == "grpc" else rotel.http_endpoint
+        runtime = start_runtime(
+            exporter=otlp_exporter(endpoint, protocol, compression="gzip")
+        )
+        runtime.get_meter("app").create_counter("zipped").add(6)
+        point = rotel.wait_for("zipped", lambda p: p.value == 6)
+        assert point is not None
+        assert point.value == 6
+
+    @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
     def test_values_attributes_and_resource_arrive(
         self, start_runtime: StartFn, rotel: Rotel, protocol: str
     ) -> None:
