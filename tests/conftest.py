@@ -81,3 +81,38 @@ def threads_started_since(before: set[int | None]) -> list[str]:
     return [
         t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()
     ]
+
+
+def run_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (a clean process: no OTel global yet); its stdout."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
+def demo_command(config: str, tick: str = "0.2") -> tuple[list[str], dict[str, str]]:
+    """The argv and a clean environment (no RON_METRICS_*/OTEL_*) to run the demo."""
+    import os
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RON_METRICS_", "OTEL_"))
+    }
+    return [
+        sys.executable,
+        "-m",
+        "ron_metrics",
+        "demo",
+        "--config",
+        config,
+        "--tick",
+        tick,
+    ], env

@@ -5,10 +5,8 @@ every exit must be preceded by /readyz 503, and every exit must be clean.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port
+from conftest import demo_command, free_port
 
 CYCLES = 20
 
@@ -55,25 +53,9 @@ class _Poller:
 
 
 def _launch(config: Path) -> subprocess.Popen[bytes]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RON_METRICS_", "OTEL_"))
-    }
+    argv, env = demo_command(str(config))
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ron_metrics",
-            "demo",
-            "--config",
-            str(config),
-            "--tick",
-            "0.2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
 
 

@@ -1,10 +1,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -13,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import demo_command
 from ron_metrics.cli import main
 
 
@@ -97,22 +96,9 @@ def read_event(
 @pytest.fixture(name="demo")
 def _demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, object]]]:
     path = write(tmp_path, '[exporter.prometheus]\nbind = "127.0.0.1:0"\n')
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RON_METRICS_", "OTEL_"))
-    }
+    argv, env = demo_command(str(path))
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ron_metrics",
-            "demo",
-            "--config",
-            str(path),
-            "--tick",
-            "0.2",
-        ],
+        argv,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

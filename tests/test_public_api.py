@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import ron_metrics
+from conftest import run_python
 
 
 class TestPublicApi:
@@ -35,12 +35,6 @@ class TestPublicApi:
             "print(threading.active_count() - before)\n"
             "print(type(metrics.get_meter_provider()).__name__)\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout.split()
+        out = run_python(code).split()
         assert out[0] == "0"
         assert out[1] == "_ProxyMeterProvider"

@@ -2,13 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import threading
 
 import pytest
 
-from conftest import StartFn, threads_started_since
+from conftest import StartFn, run_python, threads_started_since
 from ron_metrics import LifecycleError, RuntimeState, start, start_async
 from ron_metrics.testing import config_for_tests, runtime_for_tests, sample_value
 
@@ -130,14 +128,8 @@ class TestGlobalProvider:
             "    print('refused', 'set_global=False' in str(e))\n"
             "rt.shutdown()\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        value, *rest = out.stdout.split()
+        out = run_python(code)
+        value, *rest = out.split()
         assert float(value) == 2
         assert rest == ["refused", "True"]
 
@@ -161,14 +153,8 @@ class TestForkSafety:
             "    _, status = os.waitpid(pid, 0)\n"
             "    print(os.waitstatus_to_exitcode(status))\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        assert out.stdout.strip() == "0"
+        out = run_python(code)
+        assert out.strip() == "0"
 
 
 class TestTestingHelpers:
