@@ -12,8 +12,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tomllib
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -23,11 +21,17 @@ from typing import Any, TypeVar
 import blake3
 
 from ron_metrics import _values as v
+from ron_metrics._checks import (
+    check_labels,
+    check_otlp,
+    check_prometheus,
+    check_service,
+)
 from ron_metrics._env import deep_merge as _deep_merge
 from ron_metrics._env import env_layer
+from ron_metrics._sources import apply_aliases, read_file
 from ron_metrics._values import BindAddress
 from ron_metrics.errors import ConfigError, ConfigProblem
-from ron_metrics.labels import check_label_key, check_label_value
 
 __all__ = [
     "CardinalityConfig",
@@ -417,143 +421,16 @@ def _replace_pattern(rule: InstrumentRule, pattern: str) -> InstrumentRule:
     )
 
 
-def _check_service(service: ServiceConfig, path: str) -> list[ConfigProblem]:
-    return [
-        ConfigProblem(f"{path}{key}", why)
-        for key in ("name", "instance", "build_version")
-        if (value := getattr(service, key)) is not None
-        and (why := check_label_value(value))
-    ]
-
-
-def _check_labels(labels: LabelsConfig, path: str) -> list[ConfigProblem]:
-    problems: list[ConfigProblem] = []
-    allowed = labels.allowed_extra
-    for key, value in labels.extra.items():
-        label_path = f"{path}extra.{key}"
-        if why := check_label_key(key):
-            problems.append(ConfigProblem(label_path, why))
-        elif key not in allowed:
-            problems.append(
-                ConfigProblem(
-                    label_path,
-                    f"not in labels.allowed_extra ({', '.join(allowed) or 'empty'});"
-                    " extra labels must be allowlisted and low-cardinality",
-                )
-            )
-        if why := check_label_value(value):
-            problems.append(ConfigProblem(label_path, why))
-    return problems
-
-
-def _check_prometheus(prometheus: PrometheusConfig, path: str) -> list[ConfigProblem]:
-    problems: list[ConfigProblem] = []
-    if not prometheus.bind.is_loopback and not prometheus.allow_public_bind:
-        problems.append(
-            ConfigProblem(
-                f"{path}bind",
-                f"{prometheus.bind} is not a loopback address; set"
-                f" {path}allow_public_bind = true to expose it on purpose",
-            )
-        )
-    tls = prometheus.tls
-    if (tls.cert is None) != (tls.key is None):
-        problems.append(
-            ConfigProblem(f"{path}tls", "'cert' and 'key' must be set together")
-        )
-    if tls.client_ca is not None and not tls.enabled:
-        problems.append(
-            ConfigProblem(f"{path}tls.client_ca", "needs 'cert' and 'key' too")
-        )
-    if tls.enabled and prometheus.bind.is_unix:
-        problems.append(
-            ConfigProblem(f"{path}tls", "TLS is for TCP binds, not Unix sockets")
-        )
-    return problems
-
-
-def _check_otlp(otlp: OtlpConfig, path: str) -> list[ConfigProblem]:
-    problems: list[ConfigProblem] = []
-    if otlp.timeout > otlp.interval:
-        problems.append(
-            ConfigProblem(f"{path}timeout", f"must not exceed {path}interval")
-        )
-    endpoint = otlp.endpoint
-    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-        problems.append(
-            ConfigProblem(f"{path}endpoint", "must start with http:// or https://")
-        )
-    return problems
-
-
-# Rules that span several keys of one section; run as soon as the section is built,
-# so a broken section elsewhere does not hide these problems.
 _SECTION_CHECKS: Mapping[type, Callable[[Any, str], list[ConfigProblem]]] = (
     MappingProxyType(
         {
-            ServiceConfig: _check_service,
-            LabelsConfig: _check_labels,
-            PrometheusConfig: _check_prometheus,
-            OtlpConfig: _check_otlp,
+            ServiceConfig: check_service,
+            LabelsConfig: check_labels,
+            PrometheusConfig: check_prometheus,
+            OtlpConfig: check_otlp,
         }
     )
 )
-
-
-# Deprecated key paths and their replacements (seed §9: keep aliases >= 1 minor).
-DEPRECATED_ALIASES: Mapping[str, str] = MappingProxyType(
-    {
-        "exporter.prometheus.listen_addr": "exporter.prometheus.bind",
-        "exporter.otlp.export_interval": "exporter.otlp.interval",
-    }
-)
-
-
-def _apply_aliases(
-    raw: dict[str, Any], source: str, problems: list[ConfigProblem]
-) -> None:
-    for old, new in DEPRECATED_ALIASES.items():
-        *old_parents, old_leaf = old.split(".")
-        table: Any = raw
-        for part in old_parents:
-            table = table.get(part) if isinstance(table, dict) else None
-        if not isinstance(table, dict) or old_leaf not in table:
-            continue
-        new_leaf = new.rsplit(".", 1)[1]
-        if new_leaf in table:
-            problems.append(
-                ConfigProblem(
-                    old, f"deprecated alias of {new}; both are set in {source}"
-                )
-            )
-            continue
-        warnings.warn(
-            f"ron-metrics config key {old!r} ({source}) is deprecated; use {new!r}",
-            DeprecationWarning,
-            stacklevel=4,
-        )
-        table[new_leaf] = table.pop(old_leaf)
-
-
-def _read_file(path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        problems.append(
-            ConfigProblem("(file)", f"config file {str(path)!r} does not exist")
-        )
-    except IsADirectoryError:
-        problems.append(ConfigProblem("(file)", f"{str(path)!r} is a directory"))
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(
-            ConfigProblem("(file)", f"{str(path)!r} is not valid TOML: {exc}")
-        )
-    except OSError as exc:
-        problems.append(
-            ConfigProblem("(file)", f"cannot read {str(path)!r}: {exc.strerror}")
-        )
-    return {}
 
 
 def load_config(
@@ -587,15 +464,15 @@ def load_config(
     file_path = path if path is not None else environ.get("RON_METRICS_CONFIG") or None
     file_layer: dict[str, Any] = {}
     if file_path is not None:
-        file_layer = _read_file(Path(file_path), problems)
-        _apply_aliases(file_layer, f"file {str(file_path)!r}", problems)
+        file_layer = read_file(Path(file_path), problems)
+        apply_aliases(file_layer, f"file {str(file_path)!r}", problems)
     env_values, env_problems = env_layer(
         environ, allowed_extra=_allowed_extra(file_layer)
     )
     problems.extend(env_problems)
-    _apply_aliases(env_values, "the environment", problems)
+    apply_aliases(env_values, "the environment", problems)
     override_layer = _deep_merge({}, overrides)
-    _apply_aliases(override_layer, "the overrides", problems)
+    apply_aliases(override_layer, "the overrides", problems)
     base = _deep_merge({}, defaults or {})
     merged = _deep_merge(
         _deep_merge(_deep_merge(base, file_layer), env_values), override_layer

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 
+from ron_metrics._diff import changed_keys, refuse_restart_keys
 from ron_metrics._loop import LoopThread
 from ron_metrics.bus import Bus, ConfigUpdated, Draining, ExporterSwitched
 from ron_metrics.config import Config, OtlpConfig, PrometheusConfig
@@ -358,7 +359,7 @@ class Runtime:
             if not changed:
                 return ()
             try:
-                _refuse_restart_keys(changed)
+                refuse_restart_keys(changed)
                 self.health.set("switching", ok=False, detail="switching")
                 try:
                     await self._switch(old, new_config, time.monotonic() + timeout)
@@ -534,47 +535,3 @@ async def start_async(config: Config, *, set_global: bool = True) -> Runtime:
         raise
     runtime._enter_running()
     return runtime
-
-
-_RESTART_PREFIXES = (
-    "service.",
-    "labels.",
-    "cardinality.",
-    "exporter.prometheus.target_info",
-    "exporter.prometheus.scope_labels",
-)
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def changed_keys(old: Config, new: Config) -> tuple[str, ...]:
-    """
-    The dotted key paths whose effective values differ (secrets compared, never shown).
-    """
-    before = _flatten(old.to_dict(reveal_secrets=True))
-    after = _flatten(new.to_dict(reveal_secrets=True))
-    return tuple(
-        sorted(
-            key
-            for key in before.keys() | after.keys()
-            if before.get(key) != after.get(key)
-        )
-    )
-
-
-def _refuse_restart_keys(changed: tuple[str, ...]) -> None:
-    fixed = [key for key in changed if key.startswith(_RESTART_PREFIXES)]
-    if fixed:
-        raise ConfigError.single(
-            fixed[0],
-            "fixed when the MeterProvider was built; restart to change: "
-            + ", ".join(fixed),
-        )

@@ -1,0 +1,96 @@
+"""
+Rules that span several keys of one configuration section.
+
+Each check takes a built section and its key-path prefix and returns the problems it finds;
+:mod:`ron_metrics.config` runs it as soon as that section is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ron_metrics.errors import ConfigProblem
+from ron_metrics.labels import check_label_key, check_label_value
+
+if TYPE_CHECKING:
+    from ron_metrics.config import (
+        LabelsConfig,
+        OtlpConfig,
+        PrometheusConfig,
+        ServiceConfig,
+    )
+
+__all__ = ["check_labels", "check_otlp", "check_prometheus", "check_service"]
+
+
+def check_service(service: ServiceConfig, path: str) -> list[ConfigProblem]:
+    return [
+        ConfigProblem(f"{path}{key}", why)
+        for key in ("name", "instance", "build_version")
+        if (value := getattr(service, key)) is not None
+        and (why := check_label_value(value))
+    ]
+
+
+def check_labels(labels: LabelsConfig, path: str) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    allowed = labels.allowed_extra
+    for key, value in labels.extra.items():
+        label_path = f"{path}extra.{key}"
+        if why := check_label_key(key):
+            problems.append(ConfigProblem(label_path, why))
+        elif key not in allowed:
+            problems.append(
+                ConfigProblem(
+                    label_path,
+                    f"not in labels.allowed_extra ({', '.join(allowed) or 'empty'});"
+                    " extra labels must be allowlisted and low-cardinality",
+                )
+            )
+        if why := check_label_value(value):
+            problems.append(ConfigProblem(label_path, why))
+    return problems
+
+
+def check_prometheus(prometheus: PrometheusConfig, path: str) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    if not prometheus.bind.is_loopback and not prometheus.allow_public_bind:
+        problems.append(
+            ConfigProblem(
+                f"{path}bind",
+                f"{prometheus.bind} is not a loopback address; set"
+                f" {path}allow_public_bind = true to expose it on purpose",
+            )
+        )
+    tls = prometheus.tls
+    if (tls.cert is None) != (tls.key is None):
+        problems.append(
+            ConfigProblem(f"{path}tls", "'cert' and 'key' must be set together")
+        )
+    if tls.client_ca is not None and not tls.enabled:
+        problems.append(
+            ConfigProblem(f"{path}tls.client_ca", "needs 'cert' and 'key' too")
+        )
+    if tls.enabled and prometheus.bind.is_unix:
+        problems.append(
+            ConfigProblem(f"{path}tls", "TLS is for TCP binds, not Unix sockets")
+        )
+    return problems
+
+
+def check_otlp(otlp: OtlpConfig, path: str) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    if otlp.timeout > otlp.interval:
+        problems.append(
+            ConfigProblem(f"{path}timeout", f"must not exceed {path}interval")
+        )
+    endpoint = otlp.endpoint
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        problems.append(
+            ConfigProblem(f"{path}endpoint", "must start with http:// or https://")
+        )
+    return problems
+
+
+# Rules that span several keys of one section; run as soon as the section is built,
+# so a broken section elsewhere does not hide these problems.
