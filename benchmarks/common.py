@@ -4,6 +4,7 @@ Shared measuring helpers: interleaved repeats, medians with min/max, progress li
 
 from __future__ import annotations
 
+import socket
 import statistics
 import sys
 import time
@@ -75,3 +76,11 @@ def percentile(values: list[float], fraction: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def free_port() -> int:
+    """An unused loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from common import free_port
+
 HERE = Path(__file__).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _ms(text: str) -> float:
@@ -46,7 +40,7 @@ def parse_wrk(output: str) -> dict[str, float]:
 
 
 def _serve(kind: str, series: int) -> tuple[subprocess.Popen[str], int]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(HERE / "servers.py"), kind, str(port), str(series)],
         stdout=subprocess.PIPE,

@@ -14,17 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import Figure, percentile
+from common import Figure, free_port, percentile
 
 from ron_metrics import start
 from ron_metrics.testing import config_for_tests
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Rotel:
@@ -35,7 +28,7 @@ class Rotel:
         if spec is None or spec.origin is None:
             raise RuntimeError("rotel is not installed (pip install --pre rotel)")
         self.binary = str(Path(spec.origin).parent / "rotel-agent")
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,7 +43,7 @@ class Rotel:
                 "--otlp-grpc-endpoint",
                 f"127.0.0.1:{self.port}",
                 "--otlp-http-endpoint",
-                f"127.0.0.1:{_free_port()}",
+                f"127.0.0.1:{free_port()}",
                 "--exporter",
                 "blackhole",
             ],

@@ -99,7 +99,7 @@ class HubReader(PrometheusMetricReader):
         self._capturing = False
         self._captured: MetricsData | None = None
         self._overflow_seen: dict[tuple[str, str], float] = {}
-        self._on_overflow = on_overflow
+        self.on_overflow = on_overflow
         self.collections = 0
 
     def _receive_metrics(
@@ -136,8 +136,8 @@ class HubReader(PrometheusMetricReader):
                         if level != self._overflow_seen.get(key, 0.0):
                             grown += 1
                         self._overflow_seen[key] = level
-        if grown and self._on_overflow is not None:
-            self._on_overflow(grown)
+        if grown and self.on_overflow is not None:
+            self.on_overflow(grown)
 
     def scrape(self, timeout_millis: float = 10_000) -> list[PromFamily]:
         """

@@ -72,16 +72,9 @@ def build_provider(config: Config) -> BuiltProvider:
     """
     views = build_views(config.cardinality)
     prometheus = config.exporter.prometheus
-    counted: list[SelfMetrics] = []
-
-    def on_overflow(streams: int) -> None:
-        if counted:
-            counted[0].rejected.add(streams, {"reason": "cardinality"})
-
     hub = HubReader(
         target_info=prometheus.target_info,
         scope_labels=prometheus.scope_labels,
-        on_overflow=on_overflow,
     )
     provider = MeterProvider(
         metric_readers=[hub],
@@ -90,7 +83,10 @@ def build_provider(config: Config) -> BuiltProvider:
         shutdown_on_exit=False,
     )
     self_metrics = SelfMetrics.create(provider.get_meter(SELF_METER_NAME))
-    counted.append(self_metrics)
+    # Self-metrics need the provider, and the hub is built before it: wire them now.
+    hub.on_overflow = lambda streams: self_metrics.rejected.add(
+        streams, {"reason": "cardinality"}
+    )
     return BuiltProvider(provider=provider, hub=hub, self_metrics=self_metrics)
 
 

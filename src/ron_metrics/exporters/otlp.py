@@ -126,7 +126,6 @@ class OtlpSink:
         self._last_failure_log = 0.0
         self.exports_ok = 0
         self.exports_failed = 0
-        self.first_result = threading.Event()
 
     def start(self) -> None:
         """
@@ -213,7 +212,6 @@ class OtlpSink:
                     consecutive=self._consecutive_failures,
                     error=error,
                 )
-        self.first_result.set()
 
     def _loop(self) -> None:
         try:

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_MEDIA_RANGES",
     "Format",
     "Rendered",
+    "ResponseTooLargeError",
     "accepts_gzip",
     "encode",
     "negotiate_format",
