@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -8,9 +9,30 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ron_metrics import Config, Runtime, start
 from ron_metrics.testing import config_for_tests
+
+# Property tests are derandomised by default (a fixed, reproducible sequence of
+# examples), so the suite gives the same verdict on every run; the "explore"
+# profile draws fresh random examples for local bug hunting:
+#   HYPOTHESIS_PROFILE=explore pytest tests/test_properties.py
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "explore",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 StartFn = Callable[..., Runtime]
 

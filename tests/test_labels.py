@@ -7,7 +7,23 @@ from ron_metrics.labels import check_label_key, check_label_value
 
 class TestLabelValues:
     @pytest.mark.parametrize(
-        "value", ["eu-west-1", "az-b", "gold", "1.4.2", "canary", "rack_12", "Zone A"]
+        "value",
+        [
+            "eu-west-1",
+            "az-b",
+            "gold",
+            "1.4.2",
+            "canary",
+            "rack_12",
+            "Zone A",
+            # Long but readable: words between separators are not random tokens.
+            "checkout_frontend_canary",
+            "kubernetes-cluster-prod-01",
+            "payments-service-blue-v2",
+            "us-east-2a-prod-cluster-blue",
+            "k8s-prod-cluster-eu-west-1-node-pool-b",
+            "Checkout-Frontend-Canary-EU",
+        ],
     )
     def test_plain_low_cardinality_values_pass(self, value: str) -> None:
         """Ordinary region/tier/version values are accepted."""
@@ -28,6 +44,15 @@ class TestLabelValues:
             ("AKIAIOSFODNN7EXAMPLE", "secret"),
             ("ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3", "secret"),
             ("Zk9xQ2hUbE5vV1JtY3pHYTdQeEt1", "random token"),
+            ("-----BEGIN RSA PRIVATE KEY-----", "secret"),
+            ("-----BEGIN PRIVATE KEY-----MIIEvQ", "secret"),
+            ("x" * 128 + "y", "at most"),
+            # Separators do not make a token readable.
+            ("Zx9-Qw8_Er7-Ty6_Ui5-Op4-As3", "random token"),
+            ("9f86-d081-8847-c7d6-59a2-feaa", "random token"),
+            ("xkcd-qwrt-zzpf-bcdg-hjkl-mnpq", "random token"),
+            ("123e4567-e89b-12d3-a456-426614174000", "random token"),
+            ("a1b2c3d4e5f6a7b8c9d0e1f2a3b4", "random token"),
         ],
     )
     def test_risky_values_are_refused_without_echo(
@@ -39,6 +64,15 @@ class TestLabelValues:
         assert fragment in why
         if len(value) > 3:
             assert value not in why
+
+
+class TestLabelValueBounds:
+    def test_longest_allowed_value_passes(self) -> None:
+        """A value of exactly 128 readable characters is accepted; 129 is not."""
+        value = ("canary-" * 19)[:128]
+        assert len(value) == 128
+        assert check_label_value(value) is None
+        assert check_label_value(value + "x") is not None
 
 
 class TestLabelKeys:

@@ -156,6 +156,39 @@ class TestForkSafety:
         out = run_python(code)
         assert out.strip() == "0"
 
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+    def test_fork_returns_in_child_and_instruments_keep_working(self) -> None:
+        """start() then fork(): the child returns from fork, counts, has its own id."""
+        code = (
+            "import os\n"
+            "import ron_metrics\n"
+            "from opentelemetry import metrics\n"
+            "rt = ron_metrics.start(ron_metrics.load_config(\n"
+            "    service={'name': 'forky'}, exporter={'kind': 'prometheus'}))\n"
+            "counter = metrics.get_meter('app').create_counter('jobs')\n"
+            "counter.add(1)\n"
+            "# First imported after the provider was built: the order that hung the\n"
+            "# SDK's own at-fork handler.\n"
+            "import concurrent.futures.thread\n"
+            "def instance():\n"
+            "    resource = rt.meter_provider._sdk_config.resource\n"
+            "    return resource.attributes['service.instance.id']\n"
+            "parent_id = instance()\n"
+            "read, write = os.pipe()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    counter.add(5, {'who': 'child'})\n"
+            "    os.write(write, f'{instance()} {os.getpid()}'.encode())\n"
+            "    os._exit(0)\n"
+            "_, status = os.waitpid(pid, 0)\n"
+            "child_id, child_pid = os.read(read, 200).decode().split()\n"
+            "counter.add(1)\n"
+            "print(os.waitstatus_to_exitcode(status), parent_id != child_id,\n"
+            "      child_id.endswith('-' + child_pid), parent_id.endswith(str(os.getpid())))\n"
+            "rt.shutdown()\n"
+        )
+        assert run_python(code).split() == ["0", "True", "True", "True"]
+
 
 class TestTestingHelpers:
     def test_sample_value_and_ambiguity(self, start_runtime: StartFn) -> None:

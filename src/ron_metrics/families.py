@@ -27,6 +27,7 @@ REJECT_REASONS = (
     "cardinality",
     "connections",
     "malformed",
+    "tls_probe",
 )
 TIMEOUT_OPS = ("read", "write", "idle", "render")
 SINK_NAMES = ("prometheus", "otlp")

@@ -41,6 +41,10 @@ _KNOWN_SECRET_SHAPES = (
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
 )
 _LONG_OPAQUE = re.compile(r"^[A-Za-z0-9+/=_\-]{24,}$")
+_SEPARATORS = re.compile(r"[-_.]")
+_SHORT_CODE = re.compile(r"[a-z0-9]{1,4}")  # "v2", "k8s", "2a", "01"
+_WORD_CORE = re.compile(r"[a-z]{1,12}|[A-Z][a-z]{1,11}|[A-Z]{1,12}")
+_VOWEL = re.compile(r"[aeiouyAEIOUY]")
 
 
 def _shannon_bits_per_char(text: str) -> float:
@@ -75,10 +79,39 @@ def _looks_secret(value: str) -> bool:
     )
 
 
+def _is_readable_segment(segment: str) -> bool:
+    if _SHORT_CODE.fullmatch(segment):
+        return True
+    core = segment.rstrip("0123456789")
+    if len(segment) - len(core) > 4 or not _WORD_CORE.fullmatch(core):
+        return False
+    # Words have vowels; "Zx", "QWRT", "bcdfg" are how random text looks.
+    return (len(core) <= 2 and core.islower()) or bool(_VOWEL.search(core))
+
+
+def _is_word(segment: str) -> bool:
+    core = segment.rstrip("0123456789")
+    return len(core) >= 3 and bool(_VOWEL.search(core))
+
+
+def _is_readable(value: str) -> bool:
+    # Readable: every segment between separators is a word of one case (or
+    # capitalised) of at most 12 letters with at most a 4-digit suffix, or a short
+    # lower-case code, and at least half the segments are real words. Tokens and
+    # keys are long runs of mixed case and digits, or groups of hex digits.
+    segments = [part for part in _SEPARATORS.split(value) if part]
+    words = sum(1 for part in segments if _is_word(part))
+    return 2 * words >= len(segments) and all(map(_is_readable_segment, segments))
+
+
 def _looks_random(value: str) -> bool:
     # Long opaque high-entropy strings are how tokens and keys look; real
     # low-cardinality labels (regions, tiers, versions) are short or readable.
-    return bool(_LONG_OPAQUE.match(value)) and _shannon_bits_per_char(value) > 3.5
+    return (
+        bool(_LONG_OPAQUE.match(value))
+        and _shannon_bits_per_char(value) > 3.5
+        and not _is_readable(value)
+    )
 
 
 # Each rule: (refuses?, why). Order: cheapest and most specific first.

@@ -16,6 +16,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 
+from ron_metrics._fork import ForkSafeMeterProvider, hold_across_fork
 from ron_metrics.config import Config
 from ron_metrics.errors import LifecycleError
 from ron_metrics.families import SelfMetrics
@@ -32,6 +33,11 @@ def default_instance_id() -> str:
     ``HOST-PID``: unique per process, so forked workers never share series.
     """
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _child_resource() -> Resource:
+    # A forked child is a process of its own: it gets its own instance id.
+    return Resource({"service.instance.id": default_instance_id()})
 
 
 def build_resource(config: Config) -> Resource:
@@ -76,12 +82,15 @@ def build_provider(config: Config) -> BuiltProvider:
         target_info=prometheus.target_info,
         scope_labels=prometheus.scope_labels,
     )
-    provider = MeterProvider(
+    provider = ForkSafeMeterProvider(
         metric_readers=[hub],
         resource=build_resource(config),
         views=views,
         shutdown_on_exit=False,
+        child_resource=None if config.service.instance else _child_resource,
     )
+    # No forked child may inherit the collection lock held by a scrape thread.
+    hold_across_fork(hub)
     self_metrics = SelfMetrics.create(provider.get_meter(SELF_METER_NAME))
     # Self-metrics need the provider, and the hub is built before it: wire them now.
     hub.on_overflow = lambda streams: self_metrics.rejected.add(

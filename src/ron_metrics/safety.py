@@ -1,13 +1,19 @@
 """
 Filesystem and TLS safety for the exposer.
 
+- Paths: no component of a socket or TLS file path may be a symlink unless root
+  owns it (``/var/run`` → ``/run`` is fine; a link an ordinary user can retarget
+  is not).
 - Unix sockets: the parent directory is ours and 0700 (created so if missing), no
   symlink on the path, the socket is bound under a temporary name inside that
   private directory, set to 0600 and renamed into place, so there is never a
   moment when anyone else can reach a wider-permission socket. A stale path is
-  replaced only when it is a socket we own.
-- TLS: certificate, key and CA files are opened without following symlinks,
-  checked (regular file, owned by us, key no wider than 0600) on the open file
+  replaced only when it is a socket we own that nothing accepts on (a live
+  socket of another instance is never taken over), and at shutdown we remove
+  only the socket inode we created.
+- TLS: certificate, key and CA files are opened without following symlinks and
+  without blocking (a FIFO cannot hang start-up), checked (regular file, owned by
+  us, key no wider than 0600, certificates not world-writable) on the open file
   descriptor, read once into memory and loaded from an anonymous memory file, so
   the check and the load see the same bytes and nothing is written to disk.
 """
@@ -19,15 +25,41 @@ import secrets
 import socket
 import ssl
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ron_metrics.config import TlsConfig
 from ron_metrics.errors import ConfigError, ExposerError
 
-__all__ = ["bind_unix_socket", "build_server_ssl_context", "remove_unix_socket"]
+__all__ = [
+    "SocketIdentity",
+    "bind_unix_socket",
+    "build_server_ssl_context",
+    "remove_unix_socket",
+]
+
+# (st_dev, st_ino, st_ctime_ns) of a socket file we created: inode numbers are
+# reused once a file is gone, so the change time tells two sockets apart.
+SocketIdentity = tuple[int, int, int]
+
+
+def _check_ancestors(path: Path, refuse: Callable[[str], Exception]) -> None:
+    current = Path(path.absolute().anchor)
+    for part in path.absolute().parent.parts[1:]:
+        current = current / part
+        try:
+            info = current.lstat()
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(info.st_mode) and info.st_uid != 0:
+            raise refuse(
+                f"{current} (in the path of {path}) is a symlink not owned by root;"
+                " refusing it"
+            )
 
 
 def _check_private_dir(directory: Path) -> None:
+    _check_ancestors(directory / "socket", ExposerError)
     try:
         info = directory.lstat()
     except FileNotFoundError:
@@ -61,12 +93,31 @@ def _clear_stale(path: Path) -> None:
         raise ExposerError(
             f"{path} exists and is not a socket we own; refusing to replace it"
         )
+    if _accepts(path):
+        raise ExposerError(
+            f"unix:{path} is in use by a running server; refusing to take it over"
+        )
     path.unlink()
 
 
-def bind_unix_socket(path_text: str) -> socket.socket:
+def _accepts(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def bind_unix_socket(path_text: str) -> tuple[socket.socket, SocketIdentity]:
     """
     Bind a 0600 Unix socket at ``path_text`` inside a private 0700 directory.
+
+    Returns:
+        The bound socket and the identity of its file, for :func:`remove_unix_socket`.
 
     Raises:
         ExposerError: If the directory or an existing path is unsafe, or binding fails.
@@ -84,23 +135,32 @@ def bind_unix_socket(path_text: str) -> socket.socket:
         sock.close()
         temporary.unlink(missing_ok=True)
         raise ExposerError(f"cannot bind unix:{path}: {exc.strerror}") from exc
-    return sock
+    return sock, _identity(path.lstat())
 
 
-def remove_unix_socket(path_text: str) -> None:
+def _identity(info: os.stat_result) -> SocketIdentity:
+    return (info.st_dev, info.st_ino, info.st_ctime_ns)
+
+
+def remove_unix_socket(path_text: str, identity: SocketIdentity) -> None:
     """
-    Remove our socket file at shutdown, if it is still a socket.
+    Remove our socket file at shutdown — only the very inode we created.
+
+    Another instance may have replaced a stale path since; its socket stays.
     """
     path = Path(path_text)
     try:
-        if stat.S_ISSOCK(path.lstat().st_mode):
-            path.unlink()
+        info = path.lstat()
     except FileNotFoundError:
-        pass
+        return
+    if stat.S_ISSOCK(info.st_mode) and _identity(info) == identity:
+        path.unlink()
 
 
 def _read_checked(path_text: str, key: str, *, private: bool) -> bytes:
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    _check_ancestors(Path(path_text), lambda why: ConfigError.single(key, why))
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path_text, flags)
     except FileNotFoundError as exc:
@@ -124,6 +184,10 @@ def _read_checked(path_text: str, key: str, *, private: bool) -> bytes:
             raise ConfigError.single(
                 key,
                 f"{path_text} has mode {mode:o}; a private key must be 0600 or stricter",
+            )
+        if mode & 0o002:
+            raise ConfigError.single(
+                key, f"{path_text} is world-writable (mode {mode:o}); refusing it"
             )
         chunks = []
         while chunk := os.read(fd, 65536):

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from quart import Quart, Response, g, request
 
 from ron_metrics.config import PrometheusConfig
-from ron_metrics.exporters.prometheus.guards import Rejection, check_request
+from ron_metrics.exporters.prometheus._wire import VERDICT_SCOPE_KEY
+from ron_metrics.exporters.prometheus.guards import (
+    Rejection,
+    RequestHead,
+    Verdict,
+    client_text,
+    rejection,
+)
 from ron_metrics.exporters.prometheus.render import (
     ResponseTooLargeError,
     accepts_gzip,
@@ -49,7 +56,6 @@ class ExposerState:
     coalescer: ScrapeCoalescer
     readiness: Callable[[], HealthSnapshot]
     self_metrics: SelfMetrics
-    reject_prefix: str
     in_flight: int = 0
 
 
@@ -59,35 +65,14 @@ def _json_body(snapshot: HealthSnapshot) -> str:
     return json.dumps({"ready": False, "degraded": list(snapshot.degraded)})
 
 
-_WIRE_MESSAGES = {
-    "headers": "request headers too large",
-    "upgrade": "protocol upgrades and HTTP/2 are not supported",
-    "body": "request bodies are not accepted",
-    "oversize": "request bodies are not accepted",
-    "malformed": "malformed request",
-}
-
-
-def _wire_rejection(suffix: str) -> Rejection:
-    status, _, reason = suffix.partition("/")
-    return Rejection(
-        int(status) if status.isdigit() else 400,
-        reason if reason in _WIRE_MESSAGES else "malformed",
-        _WIRE_MESSAGES.get(reason, "malformed request"),
-        close=True,
-    )
-
-
-def _reject(state: ExposerState, rejection: Rejection) -> Response:
-    state.self_metrics.rejected.add(1, {"reason": rejection.reason})
-    response = Response(
-        rejection.message + "\n", rejection.status, mimetype="text/plain"
-    )
-    for name, value in rejection.headers:
+def _reject(state: ExposerState, refusal: Rejection) -> Response:
+    state.self_metrics.rejected.add(1, {"reason": refusal.reason})
+    response = Response(refusal.message + "\n", refusal.status, mimetype="text/plain")
+    for name, value in refusal.headers:
         response.headers[name] = value
-    if rejection.close:
+    if refusal.close:
         response.headers["Connection"] = "close"
-    g.reject_reason = rejection.reason
+    g.reject_reason = refusal.reason
     return response
 
 
@@ -135,25 +120,17 @@ def create_app(state: ExposerState) -> Quart:
         supplied = request.headers.get("X-Request-Id", "")
         g.corr_id = supplied if _CORR_ID.match(supplied) else secrets.token_hex(8)
         g.reject_reason = None
-        if request.path.startswith(state.reject_prefix):
-            # Asked for by the wire layer, which refused the client's real request.
-            return _reject(
-                state, _wire_rejection(request.path[len(state.reject_prefix) :])
-            )
-        rejection = check_request(
-            request.method,
-            request.path,
-            request.headers.items(),
-            max_header_bytes=state.config.max_header_bytes,
-        )
-        if rejection is not None:
-            return _reject(state, rejection)
+        verdict = request.scope.get(VERDICT_SCOPE_KEY)
+        if not isinstance(verdict, Verdict):
+            # Every head reaches the app through the wire parser, which names its
+            # verdict; a request without one did not, and is refused.
+            verdict = Verdict(RequestHead(), rejection("malformed"))
+        g.verdict = verdict
+        if verdict.rejection is not None:
+            return _reject(state, verdict.rejection)
         if state.in_flight >= state.config.max_in_flight:
             return _reject(
-                state,
-                Rejection(
-                    503, "busy", "Busy", headers=(("Retry-After", RETRY_AFTER_SECONDS),)
-                ),
+                state, rejection("busy", ("Retry-After", RETRY_AFTER_SECONDS))
             )
         state.in_flight += 1
         g.counted_in_flight = True
@@ -172,17 +149,18 @@ def create_app(state: ExposerState) -> Quart:
             response.headers[name] = value
         response.headers["X-Request-Id"] = g.get("corr_id", "")
         started = g.get("started", time.perf_counter())
+        sent: RequestHead = g.get("verdict", Verdict(RequestHead())).head
         log_event(
             ACCESS_LOG,
             logging.INFO,
             "request",
             service=state.service,
-            endpoint=request.path,
-            method=request.method,
+            endpoint=client_text(sent.target),
+            method=client_text(sent.method),
             status=response.status_code,
             reason=g.get("reject_reason"),
             peer_addr=request.remote_addr,
-            user_agent=request.headers.get("User-Agent", "")[:128],
+            user_agent=client_text(sent.header(b"user-agent") or b""),
             corr_id=g.get("corr_id"),
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )

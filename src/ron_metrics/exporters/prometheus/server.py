@@ -5,7 +5,7 @@ We bind the socket ourselves (so the real address is known, and UDS/TLS safety
 lives in one place) and serve a duplicate of it from our own accept loop
 (:mod:`._wire`). We do not call ``listen()``: ``asyncio.start_server`` does, so
 ``SO_ACCEPTCONN`` on our socket tells us the server is really accepting (readiness
-proof). Repeated TLS handshake failures degrade readiness (seed §5).
+proof). A high rate of failed TLS handshakes degrades readiness.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import collections
 import concurrent.futures
 import logging
 import os
-import secrets
 import socket
 import ssl
 import time
@@ -32,20 +31,25 @@ from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
 from ron_metrics.families import SelfMetrics
 from ron_metrics.health import HealthSnapshot
 from ron_metrics.hub import HubReader
-from ron_metrics.logs import log_event
+from ron_metrics.logs import RateLimitedLog, log_event
 from ron_metrics.safety import (
     bind_unix_socket,
     build_server_ssl_context,
+    SocketIdentity,
     remove_unix_socket,
 )
 
 __all__ = ["PrometheusSink"]
 
 _log = logging.getLogger("ron_metrics.exposer")
-# This many failed TLS handshakes within the window (and no success since) make
-# the exposer not ready: a scraper with a wrong certificate, or a probe storm.
+# At least this many failed TLS handshakes within the window, making up at least
+# half of all handshakes in it, make the exposer not ready: a scraper with a wrong
+# certificate. A rate, so one lucky success does not hide a failing scraper and a
+# few failures among many successes do not flip readiness.
 TLS_FAILURE_THRESHOLD = 5
 TLS_FAILURE_WINDOW = 60.0
+TLS_FAILURE_SHARE = 0.5
+_TLS_HISTORY = 1024
 
 
 def _bind_tcp(host: str, port: int) -> socket.socket:
@@ -83,14 +87,17 @@ class PrometheusSink:
         self._self_metrics = self_metrics
         self._readiness = readiness
         self._sock: socket.socket | None = None
+        self._socket_identity: SocketIdentity | None = None
         self._address: str | None = None
         self._ssl: ssl.SSLContext | None = None
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._tls_failures: collections.deque[float] = collections.deque(
-            maxlen=TLS_FAILURE_THRESHOLD
+        # (when, succeeded) for recent handshakes, oldest first.
+        self._tls_handshakes: collections.deque[tuple[float, bool]] = collections.deque(
+            maxlen=_TLS_HISTORY
         )
+        self._audit = RateLimitedLog(_log)
         self.state: ExposerState | None = None
         self.server: GuardedServer | None = None
         self._app: Any = None
@@ -108,7 +115,7 @@ class PrometheusSink:
         if self.config.tls.enabled:
             self._ssl = build_server_ssl_context(self.config.tls)
         if bind.path is not None:
-            self._sock = bind_unix_socket(bind.path)
+            self._sock, self._socket_identity = bind_unix_socket(bind.path)
         else:
             self._sock = _bind_tcp(bind.host or "127.0.0.1", bind.port or 0)
             if not bind.is_loopback:
@@ -152,35 +159,55 @@ class PrometheusSink:
         if not self.listening():
             return "not serving"
         now = time.monotonic()
-        while self._tls_failures and now - self._tls_failures[0] > TLS_FAILURE_WINDOW:
-            self._tls_failures.popleft()
-        if len(self._tls_failures) >= TLS_FAILURE_THRESHOLD:
+        recent = self._tls_handshakes
+        while recent and now - recent[0][0] > TLS_FAILURE_WINDOW:
+            recent.popleft()
+        failures = sum(1 for _, ok in recent if not ok)
+        if failures >= TLS_FAILURE_THRESHOLD and failures >= TLS_FAILURE_SHARE * len(
+            recent
+        ):
             return "tls_handshake_failures"
         return None
 
     # -- WireEvents -----------------------------------------------------------
 
-    def timeout(self, op: str) -> None:
+    def timeout(self, op: str, *, peer: str) -> None:
         """
-        Count an I/O timeout (``read``, ``write`` or ``idle``).
+        Count and log an I/O timeout (``read``, ``write`` or ``idle``).
         """
         self._self_metrics.io_timeouts.add(1, {"op": op})
+        self._audit.log(logging.WARNING, f"{op}_timeout", op=op, peer_addr=peer)
 
-    def refused_connection(self) -> None:
+    def refused_connection(self, *, peer: str) -> None:
         """
-        Count a connection closed at once because the connection cap was reached.
+        Count and log a connection closed at once because the connection cap was reached.
         """
         self._self_metrics.rejected.add(1, {"reason": "connections"})
+        self._audit.log(
+            logging.WARNING,
+            "connection_refused",
+            reason="connections",
+            limit=self.config.max_connections,
+            peer_addr=peer,
+        )
 
-    def tls_handshake(self, *, ok: bool) -> None:
+    def tls_handshake(self, *, ok: bool, peer: str, error: str = "") -> None:
         """
-        Count a failed handshake; a success clears the recent-failure window.
+        Record a handshake (the client sent bytes); count and log it if it failed.
         """
-        if ok:
-            self._tls_failures.clear()
-            return
-        self._self_metrics.tls_handshake_failures.add(1)
-        self._tls_failures.append(time.monotonic())
+        self._tls_handshakes.append((time.monotonic(), ok))
+        if not ok:
+            self._self_metrics.tls_handshake_failures.add(1)
+            self._audit.log(
+                logging.WARNING, "tls_handshake_failed", error=error, peer_addr=peer
+            )
+
+    def tls_probe(self, *, peer: str) -> None:
+        """
+        Count and log a TLS connection closed before the client sent a byte (a probe).
+        """
+        self._self_metrics.rejected.add(1, {"reason": "tls_probe"})
+        self._audit.log(logging.INFO, "tls_probe", peer_addr=peer)
 
     def _hypercorn_config(self) -> HypercornConfig:
         config = HypercornConfig()
@@ -224,7 +251,6 @@ class PrometheusSink:
             ),
             readiness=self._readiness,
             self_metrics=self._self_metrics,
-            reject_prefix=f"/.ron-metrics-reject/{secrets.token_hex(16)}/",
         )
         self._app = create_app(self.state)
         await self._launch()
@@ -246,7 +272,6 @@ class PrometheusSink:
             self._hypercorn_config(),
             limits=limits,
             events=self,
-            reject_prefix=self.state.reject_prefix,
             ssl_context=self._ssl,
         )
         # start_server owns (and closes) the socket it serves: give it a duplicate,
@@ -322,5 +347,6 @@ class PrometheusSink:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-            if self.config.bind.path is not None:
-                remove_unix_socket(self.config.bind.path)
+            if self.config.bind.path is not None and self._socket_identity:
+                remove_unix_socket(self.config.bind.path, self._socket_identity)
+                self._socket_identity = None
