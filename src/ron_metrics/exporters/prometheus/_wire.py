@@ -53,8 +53,8 @@ from ron_metrics.exporters.prometheus.guards import (
 
 __all__ = [
     "VERDICT_SCOPE_KEY",
-    "GuardedServer",
     "ConnectionEvents",
+    "GuardedServer",
     "VerdictApp",
     "VerdictTable",
     "WireEvents",

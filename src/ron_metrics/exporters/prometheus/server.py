@@ -33,9 +33,9 @@ from ron_metrics.health import HealthSnapshot
 from ron_metrics.hub import HubReader
 from ron_metrics.logs import RateLimitedLog, log_event
 from ron_metrics.safety import (
+    SocketIdentity,
     bind_unix_socket,
     build_server_ssl_context,
-    SocketIdentity,
     remove_unix_socket,
 )
 
