@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -150,6 +151,48 @@ def flood(seconds: int, connections: int) -> dict[str, Any]:
         _stop(process)
 
 
+def slow_readers(clients: int, series: int) -> dict[str, float]:
+    """Clients that ask for /metrics and never read: server RSS against the body size."""
+    process, port = _serve("ron", series)
+    try:
+        # Warm-up scrapes: a collection's own transient memory (the allocator keeps
+        # it) is in the baseline, so the growth below is what the clients cost.
+        for _ in range(3):
+            body = httpx.get(
+                f"http://127.0.0.1:{port}/metrics",
+                headers={"Accept-Encoding": "identity"},
+                timeout=60,
+            ).content
+        settled = rss_mib(process.pid)[0]
+        sockets = []
+        peak = settled
+        for _ in range(clients):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            sockets.append(sock)
+            peak = max(peak, rss_mib(process.pid)[0])
+        deadline = time.monotonic() + 1.5  # inside the default 2 s write timeout
+        while time.monotonic() < deadline:
+            peak = max(peak, rss_mib(process.pid)[0])
+            time.sleep(0.05)
+        for sock in sockets:
+            sock.close()
+        time.sleep(1)
+        return {
+            "clients": clients,
+            "body_mib": len(body) / 2**20,
+            "rss_settled_mib": settled,
+            "rss_peak_mib": peak,
+            "growth_mib": peak - settled,
+            "growth_x_body": (peak - settled) / (len(body) / 2**20),
+            "rss_after_mib": rss_mib(process.pid)[0],
+        }
+    finally:
+        _stop(process)
+
+
 def cardinality_bomb(values: int) -> dict[str, float]:
     runtime = start(config_for_tests(exporter={"kind": "prometheus"}), set_global=False)
     try:
@@ -219,11 +262,13 @@ def collector_down(seconds: float) -> dict[str, float]:
 
 
 def render(results: dict[str, Any], command: str) -> str:
-    s, f, b, c = (
+    s, f, b, c, r, one = (
         results["slowloris"],
         results["flood"],
         results["bomb"],
         results["down"],
+        results["readers"],
+        results["reader"],
     )
     lines = [
         START,
@@ -259,6 +304,19 @@ def render(results: dict[str, Any], command: str) -> str:
         f"RSS growth {c['rss_growth_mib']:.1f} MiB; {c['failed_exports']:.0f} failed exports; "
         f"ready={'yes' if c['ready'] else 'no (otlp_export_failing)'}."
     )
+    lines.append(
+        f"- **Clients that never read**: {r['clients']} connections ask for a "
+        f"{r['body_mib']:.1f} MiB `/metrics` body (no gzip) and never read it. Server RSS "
+        f"{r['rss_settled_mib']:.0f} MiB after a warm-up scrape, peak "
+        f"{r['rss_peak_mib']:.0f} MiB: growth {r['growth_mib']:.1f} MiB = "
+        f"{r['growth_x_body']:.2f}× the body, against {one['growth_mib']:.1f} MiB "
+        f"({one['growth_x_body']:.2f}×) for a single such client — so the clients "
+        f"themselves cost {r['growth_mib'] - one['growth_mib']:+.1f} MiB "
+        f"({(r['growth_mib'] - one['growth_mib']) / r['body_mib']:+.2f}× the body): the "
+        "body is shared and written in 64 KiB slices, and past `max_pending_bytes` a "
+        "scrape gets 503 `Busy` before it collects. The rest is one collection's own "
+        f"transient memory. {r['rss_after_mib']:.0f} MiB after they left."
+    )
     lines += ["", END]
     return "\n".join(lines)
 
@@ -278,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         "flood": flood(1 if smoke else 10, 256),
         "bomb": cardinality_bomb(20_000 if smoke else 1_000_000),
         "down": collector_down(2 if smoke else 60),
+        "readers": slow_readers(32 if smoke else 256, 20_000 if smoke else 260_000),
+        "reader": slow_readers(1, 20_000 if smoke else 260_000),
     }
     section = render(results, command)
     text = args.out.read_text() if args.out.exists() else ""

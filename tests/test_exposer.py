@@ -278,6 +278,30 @@ class TestAccessLog:
         ) == ("/healthz", 200, "probe/1", "abc-123")
         assert "top-secret-token" not in caplog.text
 
+    def test_render_timeout_logs_its_reason(
+        self, start_runtime: StartFn, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A scrape past scrape_timeout is 503, counted, and logged with its reason."""
+        runtime = start_runtime(exporter=prometheus_config(scrape_timeout="200ms"))
+        gate = threading.Event()
+
+        def slow(_options: object) -> list[object]:
+            gate.wait(5)
+            return []
+
+        runtime.get_meter("app").create_observable_gauge("slow", callbacks=[slow])  # type: ignore[list-item]  # a callback that yields no observation
+        with caplog.at_level(logging.INFO, logger="ron_metrics.access"):
+            response = httpx.get(f"{runtime.address}/metrics", timeout=10)
+            gate.set()
+        assert response.status_code == 503
+        (line,) = [
+            json.loads(r.getMessage())
+            for r in caplog.records
+            if r.name == "ron_metrics.access"
+        ]
+        assert (line["status"], line["reason"]) == (503, "render_timeout")
+        assert sample_value(runtime, "io_timeouts_total", op="render") == 1
+
 
 class TestUnixSocket:
     def test_uds_is_private_and_removed(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 import ssl
@@ -116,6 +118,30 @@ class TestMutualTls:
                 timeout=5,
             )
         assert wait_for(runtime, "tls_handshake_failures_total", 1) == 1
+
+    def test_handshake_failure_is_logged_with_the_peer(
+        self,
+        start_runtime: StartFn,
+        pki: Pki,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A failed handshake writes one JSON line naming the peer and the error kind."""
+        caplog.set_level(logging.INFO, logger="ron_metrics.exposer")
+        runtime = start_runtime(exporter=tls_exporter(pki, mutual=True))
+        with pytest.raises((httpx.HTTPError, ssl.SSLError)):
+            httpx.get(
+                f"{runtime.address}/metrics", verify=client_context(pki), timeout=5
+            )
+        assert wait_for(runtime, "tls_handshake_failures_total", 1) == 1
+        events = [
+            json.loads(r.getMessage())
+            for r in caplog.records
+            if r.name == "ron_metrics.exposer"
+        ]
+        failed = [e for e in events if e["event"] == "tls_handshake_failed"]
+        assert len(failed) == 1
+        assert str(failed[0]["peer_addr"]).startswith("127.0.0.1:")
+        assert failed[0]["error"]
 
     def test_trusted_client_cert_is_served(
         self, start_runtime: StartFn, pki: Pki

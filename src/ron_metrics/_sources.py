@@ -16,7 +16,7 @@ from ron_metrics.errors import ConfigProblem
 __all__ = ["DEPRECATED_ALIASES", "apply_aliases", "read_file"]
 
 
-# Deprecated key paths and their replacements (seed §9: keep aliases >= 1 minor).
+# Deprecated key paths and their replacements (an alias is kept for at least one minor release).
 DEPRECATED_ALIASES: Mapping[str, str] = MappingProxyType(
     {
         "exporter.prometheus.listen_addr": "exporter.prometheus.bind",

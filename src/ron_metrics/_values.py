@@ -38,7 +38,8 @@ class InvalidValueError(Exception):
     """
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h)?\s*$", re.ASCII)
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 
@@ -81,29 +82,27 @@ def parse_delay(raw: object) -> float:
 
 def parse_bool(raw: object) -> bool:
     """
-    Parse a boolean; strings ``true/false/1/0/yes/no`` are accepted (environment).
+    Parse a boolean: ``true`` or ``false`` only, never a string (no coercion).
     """
     if isinstance(raw, bool):
         return raw
-    if isinstance(raw, str):
-        lowered = raw.strip().lower()
-        if lowered in {"true", "1", "yes", "on"}:
-            return True
-        if lowered in {"false", "0", "no", "off"}:
-            return False
-    raise InvalidValueError(f"expected true or false, got {raw!r}")
+    raise InvalidValueError(
+        f"expected true or false (a boolean), got {describe_type(raw)}"
+        + (" — write it without quotes" if isinstance(raw, str) else "")
+    )
 
 
 def parse_positive_int(raw: object) -> int:
     """
-    Parse an integer >= 1 (strings of digits are accepted, for the environment).
+    Parse an integer >= 1 (an integer, never a string: no coercion).
     """
     if isinstance(raw, bool):
         raise InvalidValueError("expected a positive integer, got a boolean")
-    if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw.strip())
     if not isinstance(raw, int):
-        raise InvalidValueError(f"expected a positive integer, got {raw!r}")
+        raise InvalidValueError(
+            f"expected a positive integer, got {describe_type(raw)}"
+            + (" — write it without quotes" if isinstance(raw, str) else "")
+        )
     if raw < 1:
         raise InvalidValueError(f"must be >= 1, got {raw}")
     return raw
@@ -145,12 +144,12 @@ def parse_choice(*choices: str) -> Callable[[object], str]:
 
 def parse_name_list(raw: object) -> tuple[str, ...]:
     """
-    Parse a list of attribute or label names (a comma-separated string from env).
+    Parse a list of attribute or label names (a list, never a string: no coercion).
     """
-    if isinstance(raw, str):
-        raw = [part.strip() for part in raw.split(",") if part.strip()]
     if not isinstance(raw, list | tuple):
-        raise InvalidValueError(f"expected a list of names, got {type(raw).__name__}")
+        raise InvalidValueError(
+            f'expected a list of names such as ["a", "b"], got {describe_type(raw)}'
+        )
     names: list[str] = []
     for item in raw:
         if not isinstance(item, str) or not _NAME.match(item):
@@ -240,7 +239,7 @@ def parse_bind(raw: object) -> BindAddress:
             )
         return BindAddress(path=path)
     host, sep, port_text = raw.rpartition(":")
-    if not sep or not port_text.isdigit():
+    if not sep or not _ASCII_DIGITS.fullmatch(port_text):
         raise InvalidValueError(f"expected 'HOST:PORT', got {raw!r}")
     port = int(port_text)
     if port > 65535:

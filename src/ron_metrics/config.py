@@ -155,6 +155,9 @@ class PrometheusConfig:
     max_response_bytes: int = field(
         default=64 * 1024 * 1024, metadata=_opt(v.parse_positive_int)
     )
+    max_pending_bytes: int = field(
+        default=256 * 1024 * 1024, metadata=_opt(v.parse_positive_int)
+    )
     gzip: bool = field(default=True, metadata=_opt(v.parse_bool))
     target_info: bool = field(default=True, metadata=_opt(v.parse_bool))
     scope_labels: bool = field(default=False, metadata=_opt(v.parse_bool))

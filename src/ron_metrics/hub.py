@@ -5,8 +5,8 @@ It is a ``PrometheusMetricReader`` on a private ``CollectorRegistry``. A scrape
 collects through the registry as usual; an OTLP tick asks for a *capture*, so the
 same collection is handed back as ``MetricsData`` instead of being queued for
 Prometheus. Both paths run under one lock, so exactly one collection is in flight
-and at most one ``MetricsData`` is ever queued for translation (two would yield
-duplicate series, see ../shared/PEERS.md).
+and at most one ``MetricsData`` is ever queued for translation (the exporter translates
+every queued collection at a scrape, so two would yield duplicate series).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ The OTLP push sink: every ``interval``, capture one collection from the hub and 
 - Exports run on one owned thread (``ron-metrics-otlp``): at most one export is in flight
   and there is no queue — a slow collector delays the next tick, it never piles up data or
   blocks the application's ``counter.add()``.
-- Health is judged from the exporter's own result (``force_flush()`` is not trusted, see
-  ../shared/PEERS.md): after ``failure_threshold`` consecutive failures readiness reports
+- Health is judged from the exporter's own result (``force_flush()`` is not trusted: it
+  reports success even when the export failed): after ``failure_threshold`` consecutive failures readiness reports
   ``otlp: otlp_export_failing``; the first success clears it.
 - Failures are counted in ``otlp_export_failures_total`` and logged at a bounded rate.
 """

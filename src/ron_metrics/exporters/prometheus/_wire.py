@@ -183,7 +183,10 @@ class VerdictApp:
             await self._app(scope, receive, send)
         finally:
             if entry is not None:
-                entry[1]()
+                verdict, on_done = entry
+                for finished in verdict.finished:
+                    finished()
+                on_done()
 
 
 class GuardedReader:

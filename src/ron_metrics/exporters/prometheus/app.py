@@ -10,7 +10,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from quart import Quart, Response, g, request
@@ -57,6 +57,8 @@ class ExposerState:
     readiness: Callable[[], HealthSnapshot]
     self_metrics: SelfMetrics
     in_flight: int = 0
+    # Bytes of /metrics bodies not yet fully written, over all connections.
+    pending_bytes: int = 0
 
 
 def _json_body(snapshot: HealthSnapshot) -> str:
@@ -76,9 +78,40 @@ def _reject(state: ExposerState, refusal: Rejection) -> Response:
     return response
 
 
+# Bodies are written in slices of this size, each awaited until the transport
+# takes it: a client that does not read holds one slice, not a copy of the body.
+BODY_CHUNK_BYTES = 64 * 1024
+
+
+async def _slices(body: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(body)
+    for start in range(0, len(view), BODY_CHUNK_BYTES):
+        yield bytes(view[start : start + BODY_CHUNK_BYTES])
+
+
+def _busy(state: ExposerState) -> Response:
+    return _reject(state, rejection("busy", ("Retry-After", RETRY_AFTER_SECONDS)))
+
+
+def _stream(state: ExposerState, body: bytes, content_type: str) -> Response:
+    size = len(body)
+    state.pending_bytes += size
+
+    def written() -> None:
+        state.pending_bytes -= size
+
+    g.verdict.finished.append(written)
+    response = Response(_slices(body), 200, content_type=content_type)
+    response.headers["Content-Length"] = str(size)
+    return response
+
+
 async def _serve_metrics(state: ExposerState) -> Response:
     fmt = negotiate_format(request.headers.get("Accept"))
     gzip_ok = state.config.gzip and accepts_gzip(request.headers.get("Accept-Encoding"))
+    if state.pending_bytes >= state.config.max_pending_bytes:
+        # Readers that do not read already hold the budget: do not even collect.
+        return _busy(state)
     started = time.perf_counter()
     try:
         rendered = await asyncio.wait_for(
@@ -86,6 +119,7 @@ async def _serve_metrics(state: ExposerState) -> Response:
         )
     except TimeoutError:
         state.self_metrics.io_timeouts.add(1, {"op": "render"})
+        g.reject_reason = "render_timeout"
         return Response(
             "collection timed out\n",
             503,
@@ -99,7 +133,13 @@ async def _serve_metrics(state: ExposerState) -> Response:
             "response over the configured size bound\n", 500, mimetype="text/plain"
         )
     state.self_metrics.exposition_latency.record(time.perf_counter() - started)
-    response = Response(rendered.body, 200, content_type=rendered.content_type)
+    pending = state.pending_bytes
+    if pending and pending + len(rendered.body) > state.config.max_pending_bytes:
+        # Concurrent scrapes share one body, but each slow reader keeps it alive.
+        # (A lone body bigger than the budget is still served: max_response_bytes
+        # bounds that.)
+        return _busy(state)
+    response = _stream(state, rendered.body, rendered.content_type)
     if rendered.gzipped:
         response.headers["Content-Encoding"] = "gzip"
     response.headers["Vary"] = "Accept, Accept-Encoding"
@@ -129,19 +169,15 @@ def create_app(state: ExposerState) -> Quart:
         if verdict.rejection is not None:
             return _reject(state, verdict.rejection)
         if state.in_flight >= state.config.max_in_flight:
-            return _reject(
-                state, rejection("busy", ("Retry-After", RETRY_AFTER_SECONDS))
-            )
+            return _busy(state)
         state.in_flight += 1
-        g.counted_in_flight = True
-        return None
 
-    @app.teardown_request
-    async def release(_: BaseException | None) -> None:
-        # Teardown runs even when the handler failed, so the slot is never leaked.
-        if g.get("counted_in_flight"):
+        def done() -> None:
+            # Runs once the last byte is written (or the request is dropped).
             state.in_flight -= 1
-            g.counted_in_flight = False
+
+        verdict.finished.append(done)
+        return None
 
     @app.after_request
     async def finish(response: Response) -> Response:

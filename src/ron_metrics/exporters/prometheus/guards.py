@@ -33,6 +33,7 @@ Rules (in the order they are judged, so each refusal has exactly one reason):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -150,14 +151,14 @@ class Verdict:
     """
     The one decision about one request: its head and, if refused, why.
 
-    ``done`` is set once the response has been handed to the transport, so the
-    connection reads the next request only then.
+    ``finished`` callbacks run once the response's last byte was handed to the
+    transport (or the request was dropped): that is when the request stops
+    counting against the in-flight and pending-byte bounds.
     """
 
     head: RequestHead
     rejection: Rejection | None = None
-    peer_gone: bool = False
-    done: bool = field(default=False)
+    finished: list[Callable[[], None]] = field(default_factory=list)
 
 
 def client_text(raw: bytes) -> str:
