@@ -133,6 +133,138 @@ class TestOtelEnvironment:
         assert config.cardinality.default_attributes == ("route", "method")
 
 
+class TestOtlpEndpointAndTiming:
+    @pytest.mark.parametrize(
+        ("env", "resolved"),
+        [
+            (
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                },
+                "http://collector:4318/v1/metrics",
+            ),
+            (
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": "https://gw:443/otlp/",
+                    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+                },
+                "https://gw:443/otlp/v1/metrics",
+            ),
+            (
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m:4318/custom",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                },
+                "http://m:4318/custom",
+            ),
+            (
+                {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4317"},
+                "https://collector:4317",
+            ),
+            (
+                {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+                "http://localhost:4318/v1/metrics",
+            ),
+            ({}, "http://localhost:4317"),
+        ],
+    )
+    def test_endpoint_follows_the_spec(
+        self, env: dict[str, str], resolved: str
+    ) -> None:
+        """The generic variable is a base URL over HTTP; the metrics one is used as is."""
+        config = load_config(env={"OTEL_SERVICE_NAME": "s", **env})
+        assert config.exporter.otlp.resolved_endpoint == resolved
+
+    def test_http_endpoint_with_empty_path_gets_the_metrics_path(self) -> None:
+        """In the file, an http/protobuf endpoint without a path gets /v1/metrics."""
+        config = load_config(
+            env={},
+            service={"name": "s"},
+            exporter={
+                "otlp": {"endpoint": "http://c:4318", "protocol": "http/protobuf"}
+            },
+        )
+        assert config.exporter.otlp.resolved_endpoint == "http://c:4318/v1/metrics"
+
+    @pytest.mark.parametrize(
+        ("interval", "timeout"), [("2000", 2.0), ("500", 0.5), ("60000", 5.0)]
+    )
+    def test_timeout_defaults_to_min_of_5s_and_interval(
+        self, interval: str, timeout: float
+    ) -> None:
+        """OTEL_METRIC_EXPORT_INTERVAL alone is valid: the timeout follows it down."""
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "s",
+                "OTEL_METRICS_EXPORTER": "otlp",
+                "OTEL_METRIC_EXPORT_INTERVAL": interval,
+            }
+        )
+        assert config.exporter.otlp.timeout == timeout
+
+    def test_otlp_cross_checks_skip_without_an_otlp_sink(self) -> None:
+        """With kind = prometheus, OTLP keys are type-checked but not judged together."""
+        config = load_config(
+            env={},
+            service={"name": "s"},
+            exporter={"otlp": {"interval": "1s", "timeout": "2s"}},
+        )
+        assert config.exporter.kind == "prometheus"
+        with pytest.raises(ConfigError, match=r"exporter\.otlp\.timeout"):
+            load_config(
+                env={}, service={"name": "s"}, exporter={"otlp": {"timeout": "soon"}}
+            )
+
+    def test_every_problem_in_one_pass(self) -> None:
+        """Type errors in one section and cross-field errors in another come together."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(
+                env={},
+                service={"name": "svc", "amnesia": "yes"},
+                exporter={
+                    "kind": "otlp",
+                    "otlp": {"interval": "1s", "timeout": "2s", "endpoint": "ftp://x"},
+                },
+            )
+        assert set(caught.value.keys) == {
+            "service.amnesia",
+            "exporter.otlp.timeout",
+            "exporter.otlp.endpoint",
+        }
+
+    @pytest.mark.parametrize(
+        ("section", "key"),
+        [
+            ({"service": {"name": "s", "amnesia": "yes"}}, "service.amnesia"),
+            (
+                {
+                    "service": {"name": "s"},
+                    "exporter": {"prometheus": {"gzip": "false"}},
+                },
+                "exporter.prometheus.gzip",
+            ),
+            (
+                {
+                    "service": {"name": "s"},
+                    "cardinality": {"default_attributes": "http.route"},
+                },
+                "cardinality.default_attributes",
+            ),
+            (
+                {"service": {"name": "s"}, "cardinality": {"max_series": "2000"}},
+                "cardinality.max_series",
+            ),
+        ],
+    )
+    def test_strings_are_never_coerced(self, section: dict[str, Any], key: str) -> None:
+        """A string is not a boolean, a number or a list: the key is named."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={}, **section)
+        assert caught.value.keys == (key,)
+
+
 class TestValidation:
     @pytest.mark.parametrize(
         ("sections", "key", "fragment"),
@@ -192,12 +324,12 @@ class TestValidation:
                 "must be one of",
             ),
             (
-                {"exporter": {"otlp": {"timeout": "20s"}}},
+                {"exporter": {"kind": "otlp", "otlp": {"timeout": "20s"}}},
                 "exporter.otlp.timeout",
                 "must not exceed",
             ),
             (
-                {"exporter": {"otlp": {"endpoint": "collector:4317"}}},
+                {"exporter": {"kind": "both", "otlp": {"endpoint": "collector:4317"}}},
                 "exporter.otlp.endpoint",
                 "http://",
             ),

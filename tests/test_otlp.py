@@ -11,6 +11,7 @@ import pytest
 
 from collector import Rotel
 from conftest import StartFn
+from ron_metrics import load_config
 from ron_metrics.testing import sample_value
 
 
@@ -48,6 +49,27 @@ class TestDelivery:
         point = rotel.wait_for("zipped", lambda p: p.value == 6)
         assert point is not None
         assert point.value == 6
+
+    def test_generic_env_endpoint_is_a_base_url_over_http(
+        self, start_runtime: StartFn, rotel: Rotel
+    ) -> None:
+        """OTEL_EXPORTER_OTLP_ENDPOINT=http://host:port with http/protobuf delivers."""
+        base = rotel.http_endpoint.removesuffix("/v1/metrics")
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "generic",
+                "OTEL_METRICS_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": base,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_METRIC_EXPORT_INTERVAL": "500",
+            }
+        )
+        assert config.exporter.otlp.resolved_endpoint == base + "/v1/metrics"
+        runtime = start_runtime(config)
+        runtime.get_meter("app").create_counter("based").add(4)
+        point = rotel.wait_for("based", lambda p: p.value == 4)
+        assert point is not None
+        assert runtime.readiness().ready
 
     @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
     def test_values_attributes_and_resource_arrive(

@@ -14,13 +14,20 @@ from ron_metrics.labels import check_label_key, check_label_value
 
 if TYPE_CHECKING:
     from ron_metrics.config import (
+        ExporterConfig,
         LabelsConfig,
         OtlpConfig,
         PrometheusConfig,
         ServiceConfig,
     )
 
-__all__ = ["check_labels", "check_otlp", "check_prometheus", "check_service"]
+__all__ = [
+    "check_exporter",
+    "check_labels",
+    "check_otlp",
+    "check_prometheus",
+    "check_service",
+]
 
 
 def check_service(service: ServiceConfig, path: str) -> list[ConfigProblem]:
@@ -76,6 +83,14 @@ def check_prometheus(prometheus: PrometheusConfig, path: str) -> list[ConfigProb
             ConfigProblem(f"{path}tls", "TLS is for TCP binds, not Unix sockets")
         )
     return problems
+
+
+def check_exporter(exporter: ExporterConfig, path: str) -> list[ConfigProblem]:
+    # OTLP keys are type-checked always, but judged together only when an OTLP
+    # sink will run: with kind = "prometheus" nothing exports over OTLP.
+    if not exporter.otlp_enabled:
+        return []
+    return check_otlp(exporter.otlp, f"{path}otlp.")
 
 
 def check_otlp(otlp: OtlpConfig, path: str) -> list[ConfigProblem]:

@@ -122,11 +122,10 @@ def _otlp_variables(
     env: Mapping[str, str], tree: dict[str, Any], problems: list[ConfigProblem]
 ) -> None:
     otlp = ("exporter", "otlp")
+    _otlp_endpoint(env, tree)
     # The signal-specific variable (…_METRICS_…) is read last so it wins.
     for suffix in ("", "METRICS_"):
         prefix = f"OTEL_EXPORTER_OTLP_{suffix}"
-        if raw := env.get(f"{prefix}ENDPOINT"):
-            _put(tree, (*otlp, "endpoint"), raw)
         if raw := env.get(f"{prefix}PROTOCOL"):
             _put(tree, (*otlp, "protocol"), raw)
         if raw := env.get(f"{prefix}HEADERS"):
@@ -146,6 +145,26 @@ def _otlp_variables(
     name = "OTEL_METRIC_EXPORT_INTERVAL"
     if (raw := env.get(name)) and (ms := _millis(name, raw, problems)):
         _put(tree, (*otlp, "interval"), ms)
+
+
+def _otlp_endpoint(env: Mapping[str, str], tree: dict[str, Any]) -> None:
+    # The signal-specific variable is used as it is. The generic one is a base URL:
+    # over HTTP the exporter appends "v1/metrics" to its path (over gRPC it is
+    # the address itself).
+    if raw := env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+        _put(tree, ("exporter", "otlp", "endpoint"), raw)
+        return
+    raw = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not raw:
+        return
+    protocol = env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    if protocol == "http/protobuf":
+        parts = urllib.parse.urlsplit(raw)
+        path = parts.path.rstrip("/") + "/v1/metrics"
+        raw = urllib.parse.urlunsplit(parts._replace(path=path))
+    _put(tree, ("exporter", "otlp", "endpoint"), raw)
 
 
 def _prometheus_variables(env: Mapping[str, str], tree: dict[str, Any]) -> None:

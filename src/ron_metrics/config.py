@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -22,8 +23,8 @@ import blake3
 
 from ron_metrics import _values as v
 from ron_metrics._checks import (
+    check_exporter,
     check_labels,
-    check_otlp,
     check_prometheus,
     check_service,
 )
@@ -200,14 +201,22 @@ class OtlpConfig:
     def resolved_endpoint(self) -> str:
         """
         The endpoint to dial: the configured one or the protocol's local default.
+
+        Over ``http/protobuf`` an endpoint with an empty path gets ``/v1/metrics``
+        (the OTLP path for metrics); any other path is used as it is.
         """
-        if self.endpoint:
-            return self.endpoint
-        if self.protocol == "grpc":
-            return "http://localhost:4317"
-        return "http://localhost:4318/v1/metrics"
+        if not self.endpoint:
+            if self.protocol == "grpc":
+                return "http://localhost:4317"
+            return "http://localhost:4318/v1/metrics"
+        if self.protocol == "http/protobuf":
+            parts = urllib.parse.urlsplit(self.endpoint)
+            if parts.path in {"", "/"}:
+                return urllib.parse.urlunsplit(parts._replace(path=OTLP_METRICS_PATH))
+        return self.endpoint
 
 
+OTLP_METRICS_PATH = "/v1/metrics"
 EXPORTER_KINDS = ("prometheus", "otlp", "both", "none")
 
 
@@ -430,7 +439,7 @@ _SECTION_CHECKS: Mapping[type, Callable[[Any, str], list[ConfigProblem]]] = (
             ServiceConfig: check_service,
             LabelsConfig: check_labels,
             PrometheusConfig: check_prometheus,
-            OtlpConfig: check_otlp,
+            ExporterConfig: check_exporter,
         }
     )
 )
@@ -480,6 +489,7 @@ def load_config(
     merged = _deep_merge(
         _deep_merge(_deep_merge(base, file_layer), env_values), override_layer
     )
+    _default_otlp_timeout(merged)
     if problems:
         # Validate the rest too, so the user sees every problem in one go.
         try:
@@ -488,6 +498,20 @@ def load_config(
             problems.extend(exc.problems)
         raise ConfigError(problems)
     return Config.from_mapping(merged)
+
+
+def _default_otlp_timeout(merged: dict[str, Any]) -> None:
+    # The export timeout defaults to min(5s, interval): a short interval alone is a
+    # valid choice, and only an explicit timeout longer than it is a conflict.
+    otlp = merged.get("exporter", {}).get("otlp")
+    if not isinstance(otlp, dict) or "timeout" in otlp or "interval" not in otlp:
+        return
+    try:
+        interval = v.parse_duration(otlp["interval"])
+    except v.InvalidValueError:
+        return  # reported when the section is built
+    if interval < OtlpConfig().timeout:
+        otlp["timeout"] = interval
 
 
 def _allowed_extra(file_layer: Mapping[str, Any]) -> tuple[str, ...]:
