@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ron_metrics.errors import ConfigProblem
-from ron_metrics.labels import check_label_key, check_label_value
+from ron_metrics.labels import (
+    check_label_key,
+    check_label_value,
+    prometheus_label_name,
+)
 
 if TYPE_CHECKING:
     from ron_metrics.config import (
@@ -42,6 +46,18 @@ def check_service(service: ServiceConfig, path: str) -> list[ConfigProblem]:
 def check_labels(labels: LabelsConfig, path: str) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     allowed = labels.allowed_extra
+    seen: dict[str, str] = {}
+    for key in labels.extra:
+        rendered = prometheus_label_name(key)
+        if rendered in seen:
+            problems.append(
+                ConfigProblem(
+                    f"{path}extra.{key}",
+                    f"renders as the Prometheus label {rendered!r}, like"
+                    f" {seen[rendered]!r}; keep one of them",
+                )
+            )
+        seen.setdefault(rendered, key)
     for key, value in labels.extra.items():
         label_path = f"{path}extra.{key}"
         if why := check_label_key(key):

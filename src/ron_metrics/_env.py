@@ -10,14 +10,15 @@ key in the file.
 from __future__ import annotations
 
 import logging
-import tomllib
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from ron_metrics.errors import ConfigProblem
+from ron_metrics.labels import check_label_value
+from ron_metrics.logs import log_event
 
-__all__ = ["deep_merge", "env_layer"]
+__all__ = ["deep_merge", "env_layer", "ron_layer"]
 
 _log = logging.getLogger("ron_metrics.config")
 
@@ -92,10 +93,15 @@ def _resource_attributes(
         elif key in allowed_extra:
             _put(tree, ("labels", "extra", key), value)
         else:
-            # Keys only, never values: a value might be anything.
-            _log.warning(
-                "OTEL_RESOURCE_ATTRIBUTES key %r ignored: not in labels.allowed_extra",
-                key,
+            # Keys only, never values: a value might be anything; and a key that
+            # itself looks like a secret is not shown either.
+            log_event(
+                _log,
+                logging.WARNING,
+                "resource_attribute_ignored",
+                source="OTEL_RESOURCE_ATTRIBUTES",
+                key=key if check_label_value(key) is None else "(key not shown)",
+                why="not in labels.allowed_extra",
             )
 
 
@@ -193,24 +199,35 @@ def _otel_layer(
     return tree
 
 
-def _ron_layer(env: Mapping[str, str]) -> dict[str, Any]:
+def ron_layer(env: Mapping[str, str], problems: list[ConfigProblem]) -> dict[str, Any]:
+    """
+    The ``RON_METRICS_SECTION__KEY`` variables as a config tree.
+    """
     tree: dict[str, Any] = {}
     for name, raw in env.items():
         if not name.startswith("RON_METRICS_") or name in _NOT_ADDRESSABLE:
             continue
         path = tuple(part.lower() for part in name[len("RON_METRICS_") :].split("__"))
-        _put(tree, path, _scalar(raw))
+        _put(tree, path, _scalar(name, raw, problems))
     return tree
 
 
-def _scalar(raw: str) -> object:
+def _scalar(name: str, raw: str, problems: list[ConfigProblem]) -> object:
     """
-    Read an env value as a TOML value when it is one (lists, numbers, booleans).
+    Read an env value as a TOML value when it is one (lists, numbers, booleans);
+    otherwise it is a string. Oversized or deeply nested values are problems.
     """
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
+    from ron_metrics._sources import parse_toml
+
+    found: list[ConfigProblem] = []
+    parsed = parse_toml(
+        f"v = {raw}".encode("utf-8", "surrogateescape"), name, "the value", found
+    )
+    if "v" in parsed:
+        return parsed["v"]
+    bounded = [p for p in found if "valid TOML" not in p.message]
+    problems.extend(bounded)
+    return raw
 
 
 def env_layer(
@@ -224,7 +241,7 @@ def env_layer(
     """
     problems: list[ConfigProblem] = []
     otel = _otel_layer(env, allowed_extra, problems)
-    ron = _ron_layer(env)
+    ron = ron_layer(env, problems)
     return deep_merge(otel, ron), problems
 
 

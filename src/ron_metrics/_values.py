@@ -25,6 +25,7 @@ __all__ = [
     "parse_delay",
     "parse_duration",
     "parse_name_list",
+    "parse_name_prefix",
     "parse_optional_str",
     "parse_positive_int",
     "parse_str",
@@ -90,6 +91,20 @@ def parse_bool(raw: object) -> bool:
         f"expected true or false (a boolean), got {describe_type(raw)}"
         + (" — write it without quotes" if isinstance(raw, str) else "")
     )
+
+
+_PREFIX = re.compile(r"(?:[a-z_][a-z0-9_]*_)?")
+
+
+def parse_name_prefix(raw: object) -> str:
+    """
+    Parse a metric-name prefix: empty, or lower-case snake case ending in ``_``.
+    """
+    if not isinstance(raw, str) or not _PREFIX.fullmatch(raw):
+        raise InvalidValueError(
+            "expected \"\" or a lower-case prefix ending in '_', such as 'ron_metrics_'"
+        )
+    return raw
 
 
 def parse_positive_int(raw: object) -> int:

@@ -29,7 +29,7 @@ from ron_metrics._checks import (
     check_service,
 )
 from ron_metrics._env import deep_merge as _deep_merge
-from ron_metrics._env import env_layer
+from ron_metrics._env import env_layer, ron_layer
 from ron_metrics._sources import apply_aliases, read_file
 from ron_metrics._values import BindAddress
 from ron_metrics.errors import ConfigError, ConfigProblem
@@ -69,6 +69,7 @@ class ServiceConfig:
     instance: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
     build_version: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
     amnesia: bool = field(default=False, metadata=_opt(v.parse_bool))
+    self_metrics_prefix: str = field(default="", metadata=_opt(v.parse_name_prefix))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -478,14 +479,20 @@ def load_config(
     if file_path is not None:
         file_layer = read_file(Path(file_path), problems)
         apply_aliases(file_layer, f"file {str(file_path)!r}", problems)
+    override_layer = _deep_merge({}, overrides)
+    base = _deep_merge({}, defaults or {})
+    # The resource-attribute allowlist may come from any source (defaults, file,
+    # RON_METRICS_* or overrides); OTEL_RESOURCE_ATTRIBUTES is judged against it.
+    allowlist_sources = _deep_merge(
+        _deep_merge(_deep_merge(base, file_layer), ron_layer(environ, [])),
+        override_layer,
+    )
     env_values, env_problems = env_layer(
-        environ, allowed_extra=_allowed_extra(file_layer)
+        environ, allowed_extra=_allowed_extra(allowlist_sources)
     )
     problems.extend(env_problems)
     apply_aliases(env_values, "the environment", problems)
-    override_layer = _deep_merge({}, overrides)
     apply_aliases(override_layer, "the overrides", problems)
-    base = _deep_merge({}, defaults or {})
     merged = _deep_merge(
         _deep_merge(_deep_merge(base, file_layer), env_values), override_layer
     )
@@ -514,8 +521,8 @@ def _default_otlp_timeout(merged: dict[str, Any]) -> None:
         otlp["timeout"] = interval
 
 
-def _allowed_extra(file_layer: Mapping[str, Any]) -> tuple[str, ...]:
-    labels = file_layer.get("labels")
+def _allowed_extra(layers: Mapping[str, Any]) -> tuple[str, ...]:
+    labels = layers.get("labels")
     if isinstance(labels, Mapping):
         try:
             return v.parse_name_list(

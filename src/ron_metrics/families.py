@@ -11,10 +11,28 @@ dashboards can be built before the first failure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.metrics import Counter, Histogram, Meter
 
 __all__ = ["REJECT_REASONS", "SelfMetrics"]
+
+
+class _PrefixedMeter:
+    """
+    Creates our instruments with a name prefix (``service.self_metrics_prefix``).
+    """
+
+    def __init__(self, meter: Meter, prefix: str) -> None:
+        self._meter = meter
+        self._prefix = prefix
+
+    def create_counter(self, name: str, **kwargs: Any) -> Counter:
+        return self._meter.create_counter(self._prefix + name, **kwargs)
+
+    def create_histogram(self, name: str, **kwargs: Any) -> Histogram:
+        return self._meter.create_histogram(self._prefix + name, **kwargs)
+
 
 REJECT_REASONS = (
     "method",
@@ -28,6 +46,7 @@ REJECT_REASONS = (
     "connections",
     "malformed",
     "tls_probe",
+    "name_collision",
 )
 TIMEOUT_OPS = ("read", "write", "idle", "render")
 SINK_NAMES = ("prometheus", "otlp")
@@ -67,51 +86,52 @@ class SelfMetrics:
     exposition_latency: Histogram
 
     @classmethod
-    def create(cls, meter: Meter) -> SelfMetrics:
+    def create(cls, meter: Meter, prefix: str = "") -> SelfMetrics:
         """
-        Create every family on ``meter`` and seed it at zero.
+        Create every family on ``meter`` (names prefixed by ``prefix``), seeded at zero.
         """
+        named = _PrefixedMeter(meter, prefix)
         metrics = cls(
-            rejected=meter.create_counter(
+            rejected=named.create_counter(
                 "rejected_total",
                 description="Requests or measurements rejected, by reason.",
             ),
-            io_timeouts=meter.create_counter(
+            io_timeouts=named.create_counter(
                 "io_timeouts_total", description="Exposer I/O timeouts, by operation."
             ),
-            tls_handshake_failures=meter.create_counter(
+            tls_handshake_failures=named.create_counter(
                 "tls_handshake_failures_total",
                 description="Failed TLS handshakes on the metrics listener.",
             ),
-            service_restarts=meter.create_counter(
+            service_restarts=named.create_counter(
                 "service_restarts_total",
                 description="Restarts of a supervised sink, by service.",
             ),
-            bus_lagged=meter.create_counter(
+            bus_lagged=named.create_counter(
                 "bus_lagged_total",
                 description="Internal bus events a slow subscriber missed.",
             ),
-            pq_kex_failures=meter.create_counter(
+            pq_kex_failures=named.create_counter(
                 "pq_kex_failures_total",
                 description="Post-quantum hybrid key exchange failures (host-reported).",
             ),
-            pq_verify_failures=meter.create_counter(
+            pq_verify_failures=named.create_counter(
                 "pq_verify_failures_total",
                 description="Post-quantum signature verification failures (host-reported).",
             ),
-            zk_verify_failures=meter.create_counter(
+            zk_verify_failures=named.create_counter(
                 "zk_verify_failures_total",
                 description="Zero-knowledge proof verification failures (host-reported).",
             ),
-            otlp_export_failures=meter.create_counter(
+            otlp_export_failures=named.create_counter(
                 "otlp_export_failures_total",
                 description="OTLP exports that did not succeed.",
             ),
-            reload_failures=meter.create_counter(
+            reload_failures=named.create_counter(
                 "reload_failures_total",
                 description="Configuration reloads that were refused or rolled back.",
             ),
-            exposition_latency=meter.create_histogram(
+            exposition_latency=named.create_histogram(
                 "exposition_latency",
                 unit="s",
                 description="Time to collect and encode one /metrics response.",

@@ -29,7 +29,7 @@ from opentelemetry.sdk.metrics.export import (
 from prometheus_client.metrics_core import Metric as PromFamily
 from prometheus_client.registry import CollectorRegistry
 
-__all__ = ["HubReader"]
+__all__ = ["HubReader", "without_name_clashes"]
 
 _OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
 
@@ -71,6 +71,68 @@ def _fill_descriptions(data: MetricsData) -> MetricsData:
     )
 
 
+# Sample names each Prometheus family type writes besides its own name.
+_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+    "summary": ("_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+
+def _names_taken(family: PromFamily) -> set[str]:
+    names = {family.name} | {sample.name for sample in family.samples}
+    names.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ()))
+    return names
+
+
+def without_name_clashes(
+    families: list[PromFamily], on_clash: Callable[[str], None]
+) -> list[PromFamily]:
+    """
+    Keep each exposition name for one family: the first one collected wins.
+
+    Two instruments (from different meters, or of different types or units) can
+    translate to the same Prometheus name — a user counter ``rejected`` next to
+    our ``rejected_total``, or two libraries' ``http.server.request.duration``.
+    Exposing both would make the whole page invalid. Families are collected in
+    the order their meters were created, and ron-metrics' own meter is created
+    first, so its self-metrics always keep their names. A later family that
+    would reuse any name (family or sample) is left out of the exposition (not
+    of OTLP), and ``on_clash`` is told its name.
+    """
+    taken: set[str] = set()
+    kept: list[PromFamily] = []
+    for family in families:
+        names = _names_taken(family)
+        if names & taken:
+            on_clash(family.name)
+            continue
+        taken |= names
+        if _drop_repeated_series(family):
+            on_clash(family.name)
+        kept.append(family)
+    return kept
+
+
+def _drop_repeated_series(family: PromFamily) -> bool:
+    # The same instrument (name, unit, description, type) in several meters is
+    # translated into one family; a series two of them report would appear twice.
+    # The meter created first keeps it.
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    unique = []
+    for sample in family.samples:
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(sample)
+    if len(unique) == len(family.samples):
+        return False
+    family.samples = unique
+    return True
+
+
 class HubReader(PrometheusMetricReader):
     """
     The single reader of the MeterProvider; sinks call :meth:`scrape` or :meth:`capture`.
@@ -100,6 +162,9 @@ class HubReader(PrometheusMetricReader):
         self._captured: MetricsData | None = None
         self._overflow_seen: dict[tuple[str, str], float] = {}
         self.on_overflow = on_overflow
+        # Called once per family name that had to be left out of the exposition.
+        self.on_name_collision: Callable[[str], None] | None = None
+        self._clashes_seen: set[str] = set()
         self.collections = 0
 
     def _receive_metrics(
@@ -143,10 +208,19 @@ class HubReader(PrometheusMetricReader):
         """
         Collect once and translate to Prometheus metric families.
 
-        Blocking; call it off the event loop.
+        Families whose names clash with an earlier one are left out (see
+        :func:`without_name_clashes`). Blocking; call it off the event loop.
         """
         with self._lock:
-            return list(self.registry.collect())
+            families = list(self.registry.collect())
+        return without_name_clashes(families, self._on_clash)
+
+    def _on_clash(self, name: str) -> None:
+        if name in self._clashes_seen:
+            return
+        self._clashes_seen.add(name)
+        if self.on_name_collision is not None:
+            self.on_name_collision(name)
 
     def capture(self, timeout_millis: float = 10_000) -> MetricsData | None:
         """

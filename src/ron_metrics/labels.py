@@ -20,12 +20,15 @@ __all__ = [
     "MAX_LABEL_VALUE_LENGTH",
     "check_label_key",
     "check_label_value",
+    "prometheus_label_name",
 ]
 
 MAX_LABEL_KEY_LENGTH = 63
 MAX_LABEL_VALUE_LENGTH = 128
 
-_KEY = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Lower-case, '_' and dot-separated parts: "region", "k8s.pod.name",
+# "deployment.environment.name" (OpenTelemetry semantic-convention keys).
+_KEY = re.compile(r"^[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*$")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", re.IGNORECASE)
 _URL = re.compile(r"^[a-z][a-z0-9+.\-]*://|^www\.", re.IGNORECASE)
 _SECRET_MARKERS = re.compile(
@@ -65,8 +68,18 @@ def check_label_key(key: str) -> str | None:
     if len(key) > MAX_LABEL_KEY_LENGTH:
         return f"a label key must be at most {MAX_LABEL_KEY_LENGTH} characters"
     if not _KEY.match(key):
-        return "a label key must be lower-case letters, digits and '_', not starting with a digit"
+        return (
+            "a label key must be lower-case letters, digits and '_', in parts joined by"
+            " single dots (e.g. 'region', 'k8s.pod.name'), not starting with a digit"
+        )
     return None
+
+
+def prometheus_label_name(key: str) -> str:
+    """
+    The label name a resource key gets on ``target_info`` (dots become ``_``).
+    """
+    return key.replace(".", "_")
 
 
 def _too_long(value: str) -> bool:

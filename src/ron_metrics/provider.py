@@ -7,6 +7,7 @@ This is the only module that touches the OpenTelemetry global
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -21,11 +22,13 @@ from ron_metrics.config import Config
 from ron_metrics.errors import LifecycleError
 from ron_metrics.families import SelfMetrics
 from ron_metrics.hub import HubReader
+from ron_metrics.logs import log_event
 from ron_metrics.views import SELF_METER_NAME, build_views
 
 __all__ = ["BuiltProvider", "build_provider", "build_resource", "install_global"]
 
 AMNESIA_ATTRIBUTE = "ron.amnesia"
+_log = logging.getLogger("ron_metrics.exposer")
 
 
 def default_instance_id() -> str:
@@ -91,12 +94,27 @@ def build_provider(config: Config) -> BuiltProvider:
     )
     # No forked child may inherit the collection lock held by a scrape thread.
     hold_across_fork(hub)
-    self_metrics = SelfMetrics.create(provider.get_meter(SELF_METER_NAME))
+    self_metrics = SelfMetrics.create(
+        provider.get_meter(SELF_METER_NAME), config.service.self_metrics_prefix
+    )
     # Self-metrics need the provider, and the hub is built before it: wire them now.
     hub.on_overflow = lambda streams: self_metrics.rejected.add(
         streams, {"reason": "cardinality"}
     )
+    hub.on_name_collision = lambda name: _name_collision(self_metrics, name)
     return BuiltProvider(provider=provider, hub=hub, self_metrics=self_metrics)
+
+
+def _name_collision(self_metrics: SelfMetrics, name: str) -> None:
+    self_metrics.rejected.add(1, {"reason": "name_collision"})
+    log_event(
+        _log,
+        logging.WARNING,
+        "name_collision",
+        family=name,
+        why="another instrument already exposes this Prometheus name; this one is"
+        " left out of /metrics (OTLP still carries it)",
+    )
 
 
 _global_lock = threading.Lock()
