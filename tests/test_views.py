@@ -149,3 +149,74 @@ class TestBuildViews:
         )
         with pytest.raises(ConfigError, match="refused a view"):
             build_views(bad)
+
+
+def bucket_bounds(runtime: Any, name: str) -> list[str]:
+    return [
+        dict(labels)["le"]
+        for (sample, labels), _ in samples(runtime).items()
+        if sample == f"{name}_bucket"
+    ]
+
+
+class TestHistogramBuckets:
+    def test_seconds_instrument_gets_seconds_buckets(self) -> None:
+        """A histogram in seconds without advice gets the 0.005 … 10 s buckets."""
+        with runtime_for_tests(config_for_tests()) as runtime:
+            runtime.get_meter("app").create_histogram("wait", unit="s").record(0.3)
+            assert bucket_bounds(runtime, "wait_seconds")[:3] == [
+                "0.005",
+                "0.01",
+                "0.025",
+            ]
+            assert bucket_bounds(runtime, "wait_seconds")[-2:] == ["10.0", "+Inf"]
+            assert sample_value(runtime, "wait_seconds_bucket", le="0.25") == 0
+            assert sample_value(runtime, "wait_seconds_bucket", le="0.5") == 1
+
+    def test_advice_beats_the_unit_default(self) -> None:
+        """Advisory boundaries given by the instrument are kept."""
+        with runtime_for_tests(config_for_tests()) as runtime:
+            runtime.get_meter("app").create_histogram(
+                "wait", unit="s", explicit_bucket_boundaries_advisory=[0.5, 2.0]
+            ).record(1.0)
+            assert bucket_bounds(runtime, "wait_seconds") == ["0.5", "2.0", "+Inf"]
+
+    def test_configured_buckets_beat_advice(self) -> None:
+        """buckets under an instrument rule win over advice and unit defaults."""
+        config = config_for_tests(
+            cardinality={"instruments": {"wait*": {"buckets": [1, 2, 3]}}}
+        )
+        with runtime_for_tests(config) as runtime:
+            runtime.get_meter("app").create_histogram(
+                "wait", unit="s", explicit_bucket_boundaries_advisory=[0.5]
+            ).record(2.5)
+            assert bucket_bounds(runtime, "wait_seconds") == [
+                "1.0",
+                "2.0",
+                "3.0",
+                "+Inf",
+            ]
+            assert sample_value(runtime, "wait_seconds_bucket", le="3.0") == 1
+
+    def test_other_units_keep_the_sdk_default(self) -> None:
+        """Milliseconds keep the SDK's millisecond-scale default boundaries."""
+        with runtime_for_tests(config_for_tests()) as runtime:
+            runtime.get_meter("app").create_histogram("wait", unit="ms").record(30)
+            assert "10000.0" in bucket_bounds(runtime, "wait_milliseconds")
+
+    @pytest.mark.parametrize(
+        ("buckets", "fragment"),
+        [
+            ([], "non-empty list"),
+            ([2, 1], "strictly increasing"),
+            ([1, 1], "strictly increasing"),
+            (["1"], "numbers"),
+            ("0.1, 0.5", "non-empty list"),
+        ],
+    )
+    def test_bad_buckets_are_refused(self, buckets: object, fragment: str) -> None:
+        """Bucket lists must be non-empty, numeric and increasing; the key is named."""
+        with pytest.raises(ConfigError) as caught:
+            config_for_tests(cardinality={"instruments": {"x": {"buckets": buckets}}})
+        assert caught.value.keys == ('cardinality.instruments."x".buckets',)
+        assert fragment in str(caught.value)

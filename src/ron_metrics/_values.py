@@ -21,6 +21,7 @@ __all__ = [
     "InvalidValueError",
     "parse_bind",
     "parse_bool",
+    "parse_buckets",
     "parse_choice",
     "parse_delay",
     "parse_duration",
@@ -91,6 +92,28 @@ def parse_bool(raw: object) -> bool:
         f"expected true or false (a boolean), got {describe_type(raw)}"
         + (" — write it without quotes" if isinstance(raw, str) else "")
     )
+
+
+def parse_buckets(raw: object) -> tuple[float, ...]:
+    """
+    Parse histogram bucket boundaries: a non-empty list of finite, increasing numbers.
+    """
+    if not isinstance(raw, list | tuple) or not raw:
+        raise InvalidValueError(
+            f"expected a non-empty list of numbers such as [0.1, 0.5, 1], got {describe_type(raw)}"
+        )
+    bounds: list[float] = []
+    for item in raw:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise InvalidValueError(
+                f"bucket boundaries must be numbers, got {describe_type(item)}"
+            )
+        if not math.isfinite(item):
+            raise InvalidValueError("bucket boundaries must be finite")
+        if bounds and item <= bounds[-1]:
+            raise InvalidValueError("bucket boundaries must be strictly increasing")
+        bounds.append(float(item))
+    return tuple(bounds)
 
 
 _PREFIX = re.compile(r"(?:[a-z_][a-z0-9_]*_)?")

@@ -98,6 +98,9 @@ class InstrumentRule:
     )
     drop: bool = field(default=False, metadata=_opt(v.parse_bool))
     max_series: int | None = field(default=None, metadata=_opt(v.parse_positive_int))
+    buckets: tuple[float, ...] | None = field(
+        default=None, metadata=_opt(v.parse_buckets)
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -407,16 +410,25 @@ def _build_rules(
         rule = _build_section(rule_cls, body, f"{rule_path}.", problems)
         if rule is None:
             continue
-        if rule.drop and (rule.attributes is not None or rule.max_series is not None):
+        if rule.drop and (
+            rule.attributes is not None
+            or rule.max_series is not None
+            or rule.buckets is not None
+        ):
             problems.append(
                 ConfigProblem(
                     rule_path, "'drop = true' cannot be combined with other keys"
                 )
             )
-        if not rule.drop and rule.attributes is None and rule.max_series is None:
+        if not rule.drop and (rule.attributes, rule.max_series, rule.buckets) == (
+            None,
+            None,
+            None,
+        ):
             problems.append(
                 ConfigProblem(
-                    rule_path, "needs 'attributes', 'max_series' or 'drop = true'"
+                    rule_path,
+                    "needs 'attributes', 'max_series', 'buckets' or 'drop = true'",
                 )
             )
         rules.append(_replace_pattern(rule, str(pattern)))
@@ -431,6 +443,7 @@ def _replace_pattern(rule: InstrumentRule, pattern: str) -> InstrumentRule:
         attributes=rule.attributes,
         drop=rule.drop,
         max_series=rule.max_series,
+        buckets=rule.buckets,
     )
 
 

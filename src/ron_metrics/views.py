@@ -14,14 +14,67 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from opentelemetry.sdk.metrics.view import DropAggregation, View
+from opentelemetry.sdk.metrics import Histogram
+from opentelemetry.sdk.metrics.view import (
+    Aggregation,
+    DefaultAggregation,
+    DropAggregation,
+    ExplicitBucketHistogramAggregation,
+    View,
+)
 
 from ron_metrics.config import CardinalityConfig, InstrumentRule
 from ron_metrics.errors import ConfigError
 
-__all__ = ["SELF_METER_NAME", "build_views"]
+__all__ = ["SECONDS_BUCKETS", "SELF_METER_NAME", "build_views"]
 
 SELF_METER_NAME = "ron_metrics"
+# The semantic conventions' advice for durations in seconds (the SDK's own default
+# boundaries, 0 … 10000, are made for milliseconds: seconds would land in one bucket).
+SECONDS_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+
+
+class _Buckets(Aggregation):
+    """
+    The SDK's default aggregation, with histogram boundaries chosen in this order:
+    configured ``buckets``, the instrument's advisory boundaries, the seconds
+    buckets when the unit is ``s``, the SDK default.
+    """
+
+    def __init__(self, configured: tuple[float, ...] | None) -> None:
+        self._configured = configured
+
+    # `_create_aggregation` is the SDK's aggregation factory hook (tested against
+    # opentelemetry-sdk 1.45 in tests/test_views.py).
+    def _create_aggregation(
+        self, instrument: Any, attributes: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        if isinstance(instrument, Histogram):
+            advisory = getattr(instrument, "_advisory", None)
+            advised = advisory.explicit_bucket_boundaries if advisory else None
+            unit_default = SECONDS_BUCKETS if instrument.unit == "s" else None
+            boundaries = self._configured or advised or unit_default
+            return ExplicitBucketHistogramAggregation(boundaries)._create_aggregation(
+                instrument, attributes, *args, **kwargs
+            )
+        return DefaultAggregation()._create_aggregation(
+            instrument, attributes, *args, **kwargs
+        )
 
 
 class _ExclusiveView(View):
@@ -57,6 +110,7 @@ def _rule_view(
     if rule.drop:
         kwargs["aggregation"] = DropAggregation()
     else:
+        kwargs["aggregation"] = _Buckets(rule.buckets)
         if rule.attributes is not None:
             kwargs["attribute_keys"] = set(rule.attributes)
         kwargs["aggregation_cardinality_limit"] = (
@@ -81,6 +135,7 @@ def build_views(cardinality: CardinalityConfig) -> list[View]:
         default_kwargs: dict[str, Any] = {
             "instrument_name": "*",
             "aggregation_cardinality_limit": cardinality.max_series,
+            "aggregation": _Buckets(None),
         }
         if cardinality.default_attributes is not None:
             default_kwargs["attribute_keys"] = set(cardinality.default_attributes)
