@@ -15,6 +15,7 @@ from ron_metrics.exporters.prometheus.guards import (
     client_text,
     parse_head,
     rejection,
+    request_line_of,
 )
 
 LIMIT = 8192
@@ -66,6 +67,10 @@ MALFORMED = [
     b"GET /metrics HTTP/1.1\r\nHost: x\r\nX: a\x00b",
     b"GET /metrics HTTP/1.1\r\nHost: x\r\nX: a\x0bb",
     b"GET /metrics HTTP/1.1\r\nHost: x\r\nX: a\x7fb",
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX: a\x0b",  # trailing VT is no whitespace
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX: a\x0c",
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX: \x0ba",
+    b"GET /metrics HTTP/1.1\r",
     b"GET /metrics HTTP/1.1",  # no Host
     b"GET /metrics HTTP/1.1\r\nHost: x\r\nHost: y",  # two Hosts
     b"GET /metrics HTTP/1.2\r\nHost: x",
@@ -140,6 +145,66 @@ class TestRefused:
             431,
             503,
         }
+
+
+class TestParsedFields:
+    def test_colon_in_a_value_belongs_to_the_value(self) -> None:
+        """A header splits at its first colon: 'Host: example:80' has value 'example:80'."""
+        verdict = parse_head(
+            b"GET /metrics HTTP/1.1\r\nHost: example:80\r\nX-A:\tb c \t",
+            max_header_bytes=LIMIT,
+        )
+        assert verdict.rejection is None
+        assert verdict.head.headers == ((b"host", b"example:80"), (b"x-a", b"b c"))
+
+    @pytest.mark.parametrize(
+        ("raw", "method", "target"),
+        [
+            (b"GET /a HTTP/1.1\r\nX", b"GET", b"/a"),
+            (b"GET /x", b"GET", b"/x"),
+            (b"GET", b"GET", b""),
+            (b"A B\rC D", b"A", b"B"),
+            (b"A\nB C", b"A", b""),
+            (b"A\tB C", b"A\tB", b"C"),
+            (b"X  Y", b"X", b""),
+        ],
+    )
+    def test_refused_heads_keep_what_the_client_sent(
+        self, raw: bytes, method: bytes, target: bytes
+    ) -> None:
+        """For the log, a refused head keeps its method and target as sent."""
+        head = request_line_of(raw)
+        assert (head.method, head.target) == (method, target)
+
+    @pytest.mark.parametrize(
+        ("raw", "method", "target"),
+        [
+            (b"BREW /pot HTTP/1.1\r\nHost: x\nX: 1", b"BREW", b"/pot"),
+            (b"GET /m HTTP/1.1\r\nX: " + b"a" * LIMIT, b"GET", b"/m"),
+            (b"GET /m HTTP/9.9\r\nHost: x", b"GET", b"/m"),
+            (b"GET /m HTTP/1.1\r\nBad Name: 1", b"GET", b"/m"),
+            (b"PUT /metrics HTTP/1.1\r\nHost: x", b"PUT", b"/metrics"),
+        ],
+    )
+    def test_verdicts_carry_the_head(
+        self, raw: bytes, method: bytes, target: bytes
+    ) -> None:
+        """Every verdict, refusals included, names the method and target sent."""
+        verdict = parse_head(raw, max_header_bytes=LIMIT)
+        assert verdict.rejection is not None
+        assert (verdict.head.method, verdict.head.target) == (method, target)
+
+    @pytest.mark.parametrize("reason", sorted(REASONS))
+    def test_rejection_comes_from_the_table(self, reason: str) -> None:
+        """Status, message and close flag of each reason come from the one table."""
+        status, message, close = REASONS[reason]
+        refusal = rejection(reason)
+        assert (refusal.status, refusal.reason, refusal.message, refusal.close) == (
+            status,
+            reason,
+            message,
+            close,
+        )
 
 
 class TestHeaderBound:
@@ -220,7 +285,10 @@ class TestClientText:
         [
             (b"GET", "GET"),
             (b"a\x00b\nc\xff", "a\\x00b\\x0ac\\xff"),
+            (b"\x1f !~\x7f\x80", "\\x1f !~\\x7f\\x80"),
             (b"x" * 200, "x" * 128 + "…"),
+            (b"x" * 128, "x" * 128),
+            (b"x" * 129, "x" * 128 + "…"),
         ],
     )
     def test_bounded_and_escaped(self, raw: bytes, text: str) -> None:

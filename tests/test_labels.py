@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from ron_metrics.labels import check_label_key, check_label_value
+from ron_metrics.labels import (
+    check_label_key,
+    check_label_value,
+    prometheus_label_name,
+)
 
 
 class TestLabelValues:
@@ -66,6 +70,47 @@ class TestLabelValues:
             assert value not in why
 
 
+class TestRandomTokenRule:
+    """
+    The rule, as a table: a long (24+), opaque, high-entropy (> 3.5 bits per
+    character) value is refused unless it reads as words — every segment between
+    '-', '_' or '.' is a word of one case (or capitalised) of at most 12 letters
+    with at most a 4-digit suffix, or a lower-case code of at most 4 characters;
+    words with fewer than 3 letters or none of 'aeiouy' count as words only when
+    they are 1-2 lower-case letters; and at least half the segments are words of
+    3+ letters with a vowel.
+    """
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "kubernetes-x1-production-x2",  # exactly half the segments are words
+            "cluster1234-production-eu",  # a 4-digit suffix
+            "xz123-production-cluster-blue",  # a 2-letter core needs no vowel
+            "kubernetes-cluster01-production",  # words keep their number suffix
+            "dev-prod-x1-x2-payments-eu",  # 3-letter words count
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaab",  # long and opaque, but low entropy
+            "AAAABBBBCCCCDDDDEEFFGGHHIIJJKKLL",  # exactly 3.5 bits: not above
+        ],
+    )
+    def test_must_pass(self, value: str) -> None:
+        """Long readable or low-entropy values are accepted."""
+        assert check_label_value(value) is None
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "cluster12345-production-euw",  # a 5-digit suffix
+            "xzq12-production-cluster-blue",  # a 3-letter core without a vowel
+            "bcdfg-production-cluster-euw",  # consonant soup
+            "kubernetes-x1-x3-production-x2",  # fewer than half are words
+        ],
+    )
+    def test_must_be_refused(self, value: str) -> None:
+        """Segments that do not read as words make a long value a token."""
+        assert "random token" in str(check_label_value(value))
+
+
 class TestLabelValueBounds:
     def test_longest_allowed_value_passes(self) -> None:
         """A value of exactly 128 readable characters is accepted; 129 is not."""
@@ -75,13 +120,41 @@ class TestLabelValueBounds:
         assert check_label_value(value + "x") is not None
 
 
+class TestPrometheusLabelNames:
+    @pytest.mark.parametrize(
+        ("key", "label"),
+        [("k8s.pod.name", "k8s_pod_name"), ("region", "region"), ("a_b.c", "a_b_c")],
+    )
+    def test_dots_become_underscores(self, key: str, label: str) -> None:
+        """A dotted resource key renders as a Prometheus label name."""
+        assert prometheus_label_name(key) == label
+
+
 class TestLabelKeys:
-    @pytest.mark.parametrize("key", ["region", "az", "tier_2", "_x"])
+    def test_longest_key_passes(self) -> None:
+        """A key of exactly 63 characters is accepted; 64 is not."""
+        assert check_label_key("k" * 63) is None
+        assert check_label_key("k" * 64) is not None
+
+    @pytest.mark.parametrize(
+        "key",
+        [
+            "region",
+            "az",
+            "tier_2",
+            "_x",
+            "a.b",
+            "deployment.environment.name",
+            "k8s.pod.name",
+        ],
+    )
     def test_good_keys(self, key: str) -> None:
         """Lower-case snake-case keys are accepted."""
         assert check_label_key(key) is None
 
-    @pytest.mark.parametrize("key", ["", "Region", "2az", "a-b", "a.b", "k" * 64])
+    @pytest.mark.parametrize(
+        "key", ["", "Region", "2az", "a-b", "a..b", ".a", "a.", "A.b", "a b", "k" * 64]
+    )
     def test_bad_keys(self, key: str) -> None:
-        """Empty, upper-case, punctuated or over-long keys are refused."""
+        """Empty, upper-case, punctuated, badly dotted or over-long keys are refused."""
         assert check_label_key(key) is not None

@@ -37,6 +37,22 @@ class TestNegotiation:
             ("application/openmetrics-text;q=banana", Format.TEXT),
             ("application/openmetrics-text;q=7", Format.TEXT),
             ("application/json", Format.TEXT),
+            # q boundaries: 1.0 is valid, above 1 is invalid (0), a tie goes to text.
+            ("application/openmetrics-text;version=1.0.0;q=1.0", Format.OPENMETRICS),
+            (
+                "application/openmetrics-text;version=1.0.0;q=1.5, text/plain;q=0.5",
+                Format.TEXT,
+            ),
+            ("application/openmetrics-text;q=0.5, text/plain;q=0.5", Format.TEXT),
+            ("application/openmetrics-text, text/plain;q=1", Format.TEXT),
+            ("application/openmetrics-text;q=0.5=1, text/plain;q=0.1", Format.TEXT),
+            # text/* and */* count for text.
+            ("application/openmetrics-text;q=0.5, text/*;q=0.9", Format.TEXT),
+            ("application/openmetrics-text;q=0.5, */*;q=0.9", Format.TEXT),
+            # Both OpenMetrics versions Prometheus asks for, quoted or not.
+            ('application/openmetrics-text;version="1.0.0"', Format.OPENMETRICS),
+            ("application/openmetrics-text;version=0.0.1", Format.OPENMETRICS),
+            ("application/openmetrics-text;version=1.0.0=x", Format.TEXT),
         ],
     )
     def test_accept_header_picks_format(
@@ -65,6 +81,9 @@ class TestNegotiation:
             ("*;q=0", False),
             ("identity", False),
             ("gzip;q=0, *", False),
+            # The best q of repeated gzip entries counts, whatever their order.
+            ("gzip;q=0.5, gzip;q=0", True),
+            ("gzip;q=0, gzip;q=0.5", True),
         ],
     )
     def test_accept_encoding(self, header: str | None, expected: bool) -> None:
@@ -93,9 +112,23 @@ class TestRender:
         plain = render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=10_000)
         zipped = render(self.families(), Format.TEXT, gzip_ok=True, max_bytes=10_000)
         assert zipped.gzipped
+        assert plain.gzipped is False
         assert gzip.decompress(zipped.body) == plain.body
 
+    def test_gzip_is_deterministic_level_6_without_timestamp(self) -> None:
+        """The gzip body has no timestamp (mtime 0) and uses level 6: same input, same bytes."""
+        plain = render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=10_000)
+        zipped = render(self.families(), Format.TEXT, gzip_ok=True, max_bytes=10_000)
+        assert zipped.body[4:8] == b"\0\0\0\0"
+        assert zipped.body == gzip.compress(plain.body, 6, mtime=0)
+
     def test_body_over_bound_raises(self) -> None:
-        """A body over max_bytes is refused instead of sent."""
-        with pytest.raises(ResponseTooLargeError):
-            render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=10)
+        """A body over max_bytes is refused instead of sent, naming its size."""
+        size = len(
+            render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=10_000).body
+        )
+        with pytest.raises(ResponseTooLargeError) as caught:
+            render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=size - 1)
+        assert caught.value.args == (size,)
+        exact = render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=size)
+        assert len(exact.body) == size

@@ -92,10 +92,15 @@ def _looks_secret(value: str) -> bool:
     )
 
 
+def _letters(segment: str) -> str:
+    # A segment without its number suffix: "cluster01" -> "cluster".
+    return segment.rstrip("0123456789")
+
+
 def _is_readable_segment(segment: str) -> bool:
     if _SHORT_CODE.fullmatch(segment):
         return True
-    core = segment.rstrip("0123456789")
+    core = _letters(segment)
     if len(segment) - len(core) > 4 or not _WORD_CORE.fullmatch(core):
         return False
     # Words have vowels; "Zx", "QWRT", "bcdfg" are how random text looks.
@@ -103,7 +108,7 @@ def _is_readable_segment(segment: str) -> bool:
 
 
 def _is_word(segment: str) -> bool:
-    core = segment.rstrip("0123456789")
+    core = _letters(segment)
     return len(core) >= 3 and bool(_VOWEL.search(core))
 
 

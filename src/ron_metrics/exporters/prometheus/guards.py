@@ -49,10 +49,10 @@ __all__ = [
     "rejection",
 ]
 
-KNOWN_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+KNOWN_PATHS = frozenset({b"/metrics", b"/healthz", b"/readyz"})
 # The only request headers the server behind us ever sees (lower-case names).
 FORWARDED_HEADERS = frozenset(
-    {"accept", "accept-encoding", "user-agent", "x-request-id"}
+    {b"accept", b"accept-encoding", b"user-agent", b"x-request-id"}
 )
 # How much of a client-sent field a log line carries.
 MAX_LOGGED_CHARS = 128
@@ -180,11 +180,15 @@ _DIGITS = re.compile(rb"[0-9]+")
 BARE_LINE_BREAK = re.compile(rb"(?<!\r)\n|\r(?=[^\n])")
 
 
+_FIRST_LINE = re.compile(rb"[^\r\n]*")
+
+
 def request_line_of(data: bytes) -> RequestHead:
     """
     The method and target of a (possibly incomplete or malformed) head, for logging.
     """
-    line = re.split(rb"\r\n|\r|\n", data, maxsplit=1)[0]
+    first = _FIRST_LINE.match(data)
+    line = first.group() if first else b""
     parts = line.split(b" ")
     method = parts[0]
     target = parts[1] if len(parts) > 1 else b""
@@ -227,8 +231,9 @@ def _body_rejection(head: RequestHead, max_body_hint: int) -> Rejection | None:
     if head.headers_named(b"transfer-encoding"):
         # No body is ever accepted; with Content-Length too it is a smuggling shape.
         return rejection("body")
+    # (Field values hold no whitespace but spaces and tabs: strip() strips those.)
     values = {
-        item.strip(b" \t")
+        item.strip()
         for _, value in head.headers_named(b"content-length")
         for item in value.split(b",")
     }
@@ -254,7 +259,7 @@ def _semantic_rejection(head: RequestHead, max_header_bytes: int) -> Rejection |
         return rejection("upgrade")
     if body := _body_rejection(head, max_header_bytes):
         return body
-    if head.path.decode("ascii") not in KNOWN_PATHS:
+    if head.path not in KNOWN_PATHS:
         return rejection("path")
     if head.method != b"GET":
         return rejection("method", ("Allow", "GET"))
@@ -270,7 +275,8 @@ def parse_head(head: bytes, *, max_header_bytes: int) -> Verdict:
     """
     if len(head) > max_header_bytes:
         return Verdict(request_line_of(head), rejection("headers"))
-    if BARE_LINE_BREAK.search(head) or head.endswith(b"\r"):
+    if BARE_LINE_BREAK.search(head):
+        # (A CR at the very end is refused below: no field may hold a CR.)
         return Verdict(request_line_of(head), rejection("malformed"))
     lines = head.split(b"\r\n")
     parsed = _parse_request_line(lines[0])
@@ -309,7 +315,7 @@ def canonical_head(verdict: Verdict, token: bytes) -> bytes:
         lines += [
             name + b": " + value
             for name, value in head.headers
-            if name.decode("ascii") in FORWARDED_HEADERS
+            if name in FORWARDED_HEADERS
         ]
     if not keep_alive:
         lines.append(b"Connection: close")
