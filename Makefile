@@ -1,4 +1,4 @@
-.PHONY: demo test bench bootstrap lint clean
+.PHONY: demo test bench mutation bootstrap lint clean
 
 # Run the demo: a synthetic workload served on http://127.0.0.1:9464/metrics
 demo:
@@ -15,8 +15,13 @@ bench:
 	@scripts/peers
 	.venv/bin/python benchmarks/run.py $(ARGS)
 
+# Mutation testing of the modules that decide security and correctness (gate 90 %)
+mutation:
+	@scripts/bootstrap
+	.venv/bin/python scripts/mutation.py $(ARGS)
+
 bootstrap:
 	@scripts/bootstrap
 
 clean:
-	rm -rf .venv build dist .coverage .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-runtime build dist .coverage .pytest_cache .mypy_cache .ruff_cache

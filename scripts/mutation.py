@@ -85,8 +85,16 @@ asyncio_default_fixture_loop_scope = "function"
 
 
 def _text_only(diff: str) -> bool:
-    removed = [line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
-    added = [line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    removed = [
+        line[1:]
+        for line in diff.splitlines()
+        if line.startswith("-") and not line.startswith("---")
+    ]
+    added = [
+        line[1:]
+        for line in diff.splitlines()
+        if line.startswith("+") and not line.startswith("+++")
+    ]
     if len(removed) != len(added) or not removed:
         return False
     for old, new in zip(removed, added, strict=True):
@@ -106,6 +114,18 @@ def run_module(name: str, mutmut: str) -> Score:
     shutil.copytree(ROOT / "src", scratch / "src")
     shutil.copytree(ROOT / "tests", scratch / "tests")
     (scratch / "pyproject.toml").write_text(_pyproject(module, tests))
+    green = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=scratch,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if green.returncode != 0:
+        # Mutants are only meaningful against a green suite.
+        raise SystemExit(
+            f"mutation: {name}: its own tests fail\n{green.stdout[-3000:]}"
+        )
     started = time.monotonic()
     subprocess.run(
         [mutmut, "run", "--max-children", "2"],
@@ -124,7 +144,11 @@ def run_module(name: str, mutmut: str) -> Score:
             score.killed += 1
             continue
         diff = subprocess.run(
-            [mutmut, "show", key], cwd=scratch, capture_output=True, text=True, check=False
+            [mutmut, "show", key],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout
         if code in SURVIVED and _text_only(diff):
             score.excluded += 1
@@ -147,7 +171,9 @@ def table(scores: list[Score]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("modules", nargs="*", choices=[*MODULES, []], default=[])
     parser.add_argument("--gate", type=float, default=GATE)
     parser.add_argument("--show-survivors", action="store_true")
@@ -156,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     scores = []
     for name in args.modules or list(MODULES):
         score = run_module(name, mutmut)
-        print(f"mutation: {name}: {score.percent:.1f} % in {score.seconds:.0f} s", file=sys.stderr)
+        print(
+            f"mutation: {name}: {score.percent:.1f} % in {score.seconds:.0f} s",
+            file=sys.stderr,
+        )
         scores.append(score)
     print(table(scores))
     failing = [s for s in scores if s.percent < args.gate]
@@ -165,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             for survivor in score.survivors:
                 print(f"\nsurvived in {score.module}: {survivor}", file=sys.stderr)
     if failing:
-        print(f"\nmutation gate ({args.gate:.0f} %) failed: {', '.join(s.name for s in failing)}", file=sys.stderr)
+        print(
+            f"\nmutation gate ({args.gate:.0f} %) failed: {', '.join(s.name for s in failing)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -26,12 +26,22 @@ TOOLS = Path(sys.executable).parent
 
 # SPDX ids and the classifier spellings pip-licenses reports for them.
 ALLOWED = {
-    "MIT", "MIT License",
-    "BSD", "BSD License", "BSD-2-Clause", "BSD-3-Clause", "3-Clause BSD License",
-    "Apache-2.0", "Apache Software License", "Apache License 2.0",
-    "PSF-2.0", "Python Software Foundation License",
-    "ISC", "ISC License (ISCL)",
-    "MPL-2.0", "Mozilla Public License 2.0 (MPL 2.0)",
+    "MIT",
+    "MIT License",
+    "BSD",
+    "BSD License",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "3-Clause BSD License",
+    "Apache-2.0",
+    "Apache Software License",
+    "Apache License 2.0",
+    "PSF-2.0",
+    "Python Software Foundation License",
+    "ISC",
+    "ISC License (ISCL)",
+    "MPL-2.0",
+    "Mozilla Public License 2.0 (MPL 2.0)",
     "CC0-1.0",
 }
 
@@ -45,8 +55,17 @@ def ensure_runtime_venv() -> Path:
     stamp = RUNTIME_VENV / ".stamp"
     if not (stamp.exists() and stamp.stat().st_mtime > LOCK.stat().st_mtime):
         venv.create(RUNTIME_VENV, with_pip=True, clear=True)
-        run(str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--require-hashes", "-r", str(LOCK))
+        run(
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--require-hashes",
+            "-r",
+            str(LOCK),
+        )
         stamp.touch()
     return python
 
@@ -63,16 +82,39 @@ def license_ok(expression: str) -> bool:
 def main() -> int:
     python = ensure_runtime_venv()
     SBOM.parent.mkdir(exist_ok=True)
-    run(str(TOOLS / "cyclonedx-py"), "environment", "--of", "JSON", "--validate",
-        "--output-reproducible", "-o", str(SBOM), str(python))
+    run(
+        str(TOOLS / "cyclonedx-py"),
+        "environment",
+        "--of",
+        "JSON",
+        "--validate",
+        "--output-reproducible",
+        "-o",
+        str(SBOM),
+        str(python),
+    )
     components = json.loads(SBOM.read_text())["components"]
-    print(f"SBOM: {SBOM.relative_to(ROOT)} ({len(components)} components, CycloneDX, validated)")
-    packages = json.loads(run(str(TOOLS / "pip-licenses"), "--python", str(python),
-                              "--format=json", "--from=mixed"))
-    refused = [f"{p['Name']} ({p['License']})" for p in packages
-               if p["Name"] not in {"pip", "setuptools"} and not license_ok(p["License"])]
+    print(
+        f"SBOM: {SBOM.relative_to(ROOT)} ({len(components)} components, CycloneDX, validated)"
+    )
+    packages = json.loads(
+        run(
+            str(TOOLS / "pip-licenses"),
+            "--python",
+            str(python),
+            "--format=json",
+            "--from=mixed",
+        )
+    )
+    refused = [
+        f"{p['Name']} ({p['License']})"
+        for p in packages
+        if p["Name"] not in {"pip", "setuptools"} and not license_ok(p["License"])
+    ]
     if refused:
-        print("licenses not on the allowlist:\n  " + "\n  ".join(refused), file=sys.stderr)
+        print(
+            "licenses not on the allowlist:\n  " + "\n  ".join(refused), file=sys.stderr
+        )
         return 1
     print(f"licenses: {len(packages)} runtime packages, all on the allowlist")
     print("pip-audit: NOT RUN - no vulnerability service is reachable here; not a pass")

@@ -43,3 +43,9 @@ class TestHealthRegistry:
         health.remove("zeta")
         health.remove("alpha")
         assert health.snapshot().ready
+
+    def test_empty_reason_names_the_check_alone(self) -> None:
+        """A pull check that fails with an empty reason is listed by its name."""
+        health = HealthRegistry()
+        health.add_check("quiet", lambda: "")
+        assert health.snapshot().degraded == ("quiet",)

@@ -112,6 +112,7 @@ class TestRender:
         plain = render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=10_000)
         zipped = render(self.families(), Format.TEXT, gzip_ok=True, max_bytes=10_000)
         assert zipped.gzipped
+        assert zipped.content_type == Format.TEXT.content_type
         assert plain.gzipped is False
         assert gzip.decompress(zipped.body) == plain.body
 

@@ -23,11 +23,40 @@ from ron_metrics._values import BindAddress, InvalidValueError
         (v.parse_duration, 1.5, 1.5),
         (v.parse_duration, "2h", 7200.0),
         (v.parse_choice("a", "b"), "b", "b"),
+        (v.parse_delay, 0, 0.0),
+        (v.parse_delay, "0", 0.0),
+        (v.parse_delay, "0ms", 0.0),
+        (v.parse_delay, 1, 1.0),
+        (v.parse_duration, "2", 2.0),  # unitless strings are seconds
+        (v.parse_duration, "150ms", 0.15),
+        (v.parse_duration, "500us", 0.0005),
+        (v.parse_bind, "unix:/" + "a" * 99, BindAddress(path="/" + "a" * 99)),
+        (v.parse_bind, "127.0.0.1:65535", BindAddress(host="127.0.0.1", port=65535)),
+        (v.parse_bind, "[::1]:9464", BindAddress(host="::1", port=9464)),
+        (v.parse_buckets, [1, 2.5, 10], (1.0, 2.5, 10.0)),
+        (v.parse_buckets, (0.1,), (0.1,)),
+        (v.parse_name_prefix, "", ""),
+        (v.parse_name_prefix, "ron_metrics_", "ron_metrics_"),
+        (v.parse_str_mapping, {"a": "1", "b": "2"}, {"a": "1", "b": "2"}),
     ],
 )
 def test_parsers_accept(parser: object, raw: object, expected: object) -> None:
     """Each parser turns its accepted spellings into the typed value."""
     assert parser(raw) == expected  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("parser", "raw", "type_name"),
+    [(v.parse_bool, 1, "int"), (v.parse_positive_int, 1.5, "float")],
+)
+def test_non_strings_are_not_told_to_drop_quotes(
+    parser: object, raw: object, type_name: str
+) -> None:
+    """The 'without quotes' hint is for strings only; the message names the type."""
+    with pytest.raises(InvalidValueError) as caught:
+        parser(raw)  # type: ignore[operator]
+    assert "quotes" not in str(caught.value)
+    assert type_name in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -67,6 +96,30 @@ def test_parsers_accept(parser: object, raw: object, expected: object) -> None:
         (v.parse_bind, ":80", "host part is empty"),
         (v.parse_bind, "example.com:80", "IP address"),
         (v.parse_bind, "1.2.3.4:99999", "out of range"),
+        (v.parse_bind, "1.2.3.4:65536", "out of range"),
+        (v.parse_bind, "unix:/" + "a" * 100, "100 bytes"),
+        (v.parse_bind, "unix:/a\x00b", "NUL"),
+        (v.parse_bind, "[::1:80", "IP address"),
+        (v.parse_bind, "::1]:80", "IP address"),
+        (v.parse_duration, "0", "positive"),
+        (v.parse_duration, 0, "positive"),
+        (v.parse_buckets, [], "non-empty list"),
+        (
+            v.parse_buckets,
+            "1,2",
+            "non-empty list of numbers .*, got str",
+        ),
+        (v.parse_buckets, [1, "2"], "must be numbers, got str"),
+        (v.parse_buckets, [1, True], "must be numbers, got bool"),
+        (v.parse_buckets, [1, float("inf")], "must be finite"),
+        (v.parse_buckets, [1, float("nan")], "must be finite"),
+        (v.parse_buckets, [1, 1], "strictly increasing"),
+        (v.parse_buckets, [1, 2, 1.5], "strictly increasing"),
+        (v.parse_buckets, [3, 1, 2], "strictly increasing"),
+        (v.parse_name_prefix, "ron", "ending in '_'"),
+        (v.parse_name_prefix, "Ron_", "lower-case prefix"),
+        (v.parse_name_prefix, 5, "lower-case prefix"),
+        (v.parse_str_mapping, {1: "a"}, "string to a string"),
     ],
 )
 def test_parsers_refuse_with_a_reason(
@@ -98,3 +151,18 @@ def test_bind_addresses(raw: str, text: str, loopback: bool, unix: bool) -> None
 def test_unparsable_host_is_not_loopback() -> None:
     """A host that is not an IP is never treated as loopback."""
     assert not BindAddress(host="nonsense", port=1).is_loopback
+
+
+@pytest.mark.parametrize(
+    ("raw", "outcome"),
+    [("a", "a"), ("b", "b"), ("c", "must be one of 'a', 'b', got 'c'"), (5, "got 5")],
+)
+def test_choice_parser(raw: object, outcome: str) -> None:
+    """parse_choice accepts exactly its choices and lists them when refusing."""
+    parse = v.parse_choice("a", "b")  # built here, at test time, like the loader does
+    if outcome in {"a", "b"}:
+        assert parse(raw) == outcome
+        return
+    with pytest.raises(InvalidValueError) as caught:
+        parse(raw)
+    assert outcome in str(caught.value)

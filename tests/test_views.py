@@ -94,6 +94,16 @@ class TestAllowlists:
         with runtime_for_tests(config) as runtime:
             assert sample_value(runtime, "rejected_total", reason="method") == 0
 
+    def test_rules_never_capture_self_metrics(self) -> None:
+        """A catch-all rule with an empty allowlist leaves our own labels alone."""
+        config = config_for_tests(
+            cardinality={"instruments": {"*": {"attributes": []}}}
+        )
+        with runtime_for_tests(config) as runtime:
+            runtime.get_meter("app").create_counter("x").add(1, {"k": "v"})
+            assert sample_value(runtime, "rejected_total", reason="method") == 0
+            assert sample_value(runtime, "x_total") == 1
+
 
 class TestCardinality:
     @pytest.mark.parametrize(("limit", "extra"), [(10, 1), (10, 25), (50, 200)])
@@ -129,6 +139,22 @@ class TestCardinality:
                 counter.add(1, {"k": str(index)})
             assert len(series(runtime, "small_total")) == 4
 
+    def test_rule_without_max_series_keeps_the_global_bound(self) -> None:
+        """A rule that sets only attributes is still bounded by the global max_series."""
+        config = config_for_tests(
+            cardinality={
+                "max_series": 3,
+                "instruments": {"wide": {"attributes": ["k"]}},
+            }
+        )
+        with runtime_for_tests(config) as runtime:
+            counter = runtime.get_meter("app").create_counter("wide")
+            for index in range(10):
+                counter.add(1, {"k": str(index), "dropped": "x"})
+            rows = series(runtime, "wide_total")
+            assert len(rows) == 4
+            assert any(("otel_metric_overflow", "true") in row for row in rows)
+
     def test_no_overflow_no_rejection(self) -> None:
         """Below the bound, rejected_total{reason="cardinality"} stays at zero."""
         with runtime_for_tests() as runtime:
@@ -147,8 +173,9 @@ class TestBuildViews:
         bad = CardinalityConfig(
             instruments=(InstrumentRule(pattern="x", max_series=0),)
         )
-        with pytest.raises(ConfigError, match="refused a view"):
+        with pytest.raises(ConfigError, match="refused a view") as caught:
             build_views(bad)
+        assert caught.value.keys == ("cardinality",)
 
 
 def bucket_bounds(runtime: Any, name: str) -> list[str]:

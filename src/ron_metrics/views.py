@@ -62,18 +62,21 @@ class _Buckets(Aggregation):
     # `_create_aggregation` is the SDK's aggregation factory hook (tested against
     # opentelemetry-sdk 1.45 in tests/test_views.py).
     def _create_aggregation(
-        self, instrument: Any, attributes: Any, *args: Any, **kwargs: Any
+        self,
+        instrument: Any,
+        attributes: Any,
+        reservoir_factory: Any,
+        start_time_unix_nano: int,
     ) -> Any:
+        chosen: Aggregation = DefaultAggregation()
         if isinstance(instrument, Histogram):
-            advisory = getattr(instrument, "_advisory", None)
-            advised = advisory.explicit_bucket_boundaries if advisory else None
+            advised = instrument._advisory.explicit_bucket_boundaries
             unit_default = SECONDS_BUCKETS if instrument.unit == "s" else None
-            boundaries = self._configured or advised or unit_default
-            return ExplicitBucketHistogramAggregation(boundaries)._create_aggregation(
-                instrument, attributes, *args, **kwargs
+            chosen = ExplicitBucketHistogramAggregation(
+                self._configured or advised or unit_default
             )
-        return DefaultAggregation()._create_aggregation(
-            instrument, attributes, *args, **kwargs
+        return chosen._create_aggregation(
+            instrument, attributes, reservoir_factory, start_time_unix_nano
         )
 
 
@@ -121,7 +124,7 @@ def _rule_view(
 
 def build_views(cardinality: CardinalityConfig) -> list[View]:
     """
-    Build one view per instrument rule, a default view, and the self-metrics view.
+    Build one view per instrument rule and a default view (self-metrics match neither).
 
     Raises:
         ConfigError: If the SDK refuses a view built from the config.
@@ -142,7 +145,8 @@ def build_views(cardinality: CardinalityConfig) -> list[View]:
         views.append(
             _ExclusiveView(excluded=claimed, exclude_self=True, **default_kwargs)
         )
-        views.append(View(meter_name=SELF_METER_NAME, instrument_name="*"))
+        # Our self-metrics match no view, so the SDK's default view keeps all their
+        # attributes.
     except Exception as exc:  # OTel's View raises bare Exception/ValueError
         raise ConfigError.single(
             "cardinality", f"the OpenTelemetry SDK refused a view: {exc}"
