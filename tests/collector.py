@@ -24,6 +24,7 @@ class Point:
     value: float | None = None
     count: float | None = None
     sum: float | None = None
+    temporality: str = ""
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Rotel:
         points: list[Point] = []
         resource: dict[str, str] = {}
         metric = ""
+        temporality = ""
         section = ""
         current: Point | None = None
         for line in self.text().splitlines():
@@ -99,8 +101,16 @@ class Rotel:
                 section = "resource"
             elif stripped.startswith("-> Name: "):
                 metric, section = stripped[len("-> Name: ") :], "descriptor"
+                temporality = ""
+            elif stripped.startswith("-> AggregationTemporality: "):
+                temporality = stripped.rsplit("_", 1)[-1].lower()
             elif stripped.startswith(("NumberDataPoints #", "HistogramDataPoints #")):
-                current = Point(metric=metric, attributes={}, resource=dict(resource))
+                current = Point(
+                    metric=metric,
+                    attributes={},
+                    resource=dict(resource),
+                    temporality=temporality,
+                )
                 points.append(current)
                 section = "point"
             elif stripped == "Data point attributes:":

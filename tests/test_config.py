@@ -133,6 +133,41 @@ class TestOtelEnvironment:
         assert config.cardinality.default_attributes == ("route", "method")
 
 
+class TestSdkSection:
+    @pytest.mark.parametrize(
+        ("env", "disabled", "exemplars"),
+        [
+            ({}, False, "trace_based"),
+            ({"OTEL_SDK_DISABLED": "TRUE"}, True, "trace_based"),
+            ({"OTEL_SDK_DISABLED": "false"}, False, "trace_based"),
+            ({"OTEL_METRICS_EXEMPLAR_FILTER": "always_off"}, False, "always_off"),
+            ({"OTEL_METRICS_EXEMPLAR_FILTER": "ALWAYS_ON"}, False, "always_on"),
+        ],
+    )
+    def test_sdk_variables(
+        self, env: dict[str, str], disabled: bool, exemplars: str
+    ) -> None:
+        """OTEL_SDK_DISABLED and OTEL_METRICS_EXEMPLAR_FILTER set the [sdk] keys."""
+        config = load_config(env={"OTEL_SERVICE_NAME": "s", **env})
+        assert (config.sdk.disabled, config.sdk.exemplar_filter) == (
+            disabled,
+            exemplars,
+        )
+
+    @pytest.mark.parametrize(
+        ("env", "key"),
+        [
+            ({"OTEL_SDK_DISABLED": "yes"}, "OTEL_SDK_DISABLED"),
+            ({"OTEL_METRICS_EXEMPLAR_FILTER": "sometimes"}, "sdk.exemplar_filter"),
+        ],
+    )
+    def test_bad_sdk_variables_are_named(self, env: dict[str, str], key: str) -> None:
+        """Unknown spellings are refused, naming the variable or key."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={"OTEL_SERVICE_NAME": "s", **env})
+        assert caught.value.keys == (key,)
+
+
 class TestOtlpEndpointAndTiming:
     @pytest.mark.parametrize(
         ("env", "resolved"),

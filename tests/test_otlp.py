@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import ssl
 import statistics
 import threading
 import time
@@ -10,9 +12,11 @@ import httpx
 import pytest
 
 from collector import Rotel
-from conftest import StartFn
-from ron_metrics import load_config
+from conftest import StartFn, free_port
+from ron_metrics import ConfigError, load_config
+from ron_metrics.exporters.otlp import build_exporter
 from ron_metrics.testing import sample_value
+from tls_material import Pki, make_pki
 
 
 @pytest.fixture(name="rotel")
@@ -70,6 +74,39 @@ class TestDelivery:
         point = rotel.wait_for("based", lambda p: p.value == 4)
         assert point is not None
         assert runtime.readiness().ready
+
+    @pytest.mark.parametrize("preference", ["delta", "lowmemory"])
+    def test_delta_temporality_sums_to_the_total(
+        self, start_runtime: StartFn, rotel: Rotel, preference: str
+    ) -> None:
+        """Delta preference: counters and histograms arrive as deltas that add up."""
+        runtime = start_runtime(
+            exporter=otlp_exporter(
+                rotel.http_endpoint, "http/protobuf", temporality=preference
+            )
+        )
+        meter = runtime.get_meter("app")
+        counter = meter.create_counter("deltas")
+        histogram = meter.create_histogram("waits", unit="s")
+        updown = meter.create_up_down_counter("depth")
+        counter.add(5)
+        histogram.record(0.2)
+        updown.add(4)
+        assert rotel.wait_for("deltas", lambda p: p.value == 5) is not None
+        counter.add(3)
+        histogram.record(0.4)
+        updown.add(-1)
+        assert rotel.wait_for("deltas", lambda p: p.value == 3) is not None
+        assert rotel.wait_for("depth", lambda p: p.value == 3) is not None
+        runtime.shutdown()
+        points = [p for p in rotel.points() if p.metric == "deltas"]
+        assert {p.temporality for p in points} == {"delta"}
+        assert sum(p.value or 0 for p in points) == 8
+        waits = [p for p in rotel.points() if p.metric == "waits"]
+        assert {p.temporality for p in waits} == {"delta"}
+        assert sum(p.count or 0 for p in waits) == 2
+        depth = [p for p in rotel.points() if p.metric == "depth"]
+        assert {p.temporality for p in depth} == {"cumulative"}
 
     @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
     def test_values_attributes_and_resource_arrive(
@@ -332,3 +369,152 @@ def runtime_digest_before(events: list[object]) -> str:
 
     (updated,) = [event for event in events if isinstance(event, ConfigUpdated)]
     return updated.old_digest
+
+
+class _MutualTlsProxy:
+    """
+    A TLS front for rotel (which speaks plain OTLP only): it demands a client
+    certificate signed by our CA and forwards the decrypted bytes to rotel.
+    """
+
+    def __init__(self, pki: Pki, upstream_port: int) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(pki.path("server.pem"), pki.path("server.key"))
+        self.context.load_verify_locations(pki.path("ca.pem"))
+        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.client_subjects: list[object] = []
+        self.refused = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.client_subjects.append(writer.get_extra_info("peercert"))
+        up_reader, up_writer = await asyncio.open_connection(
+            "127.0.0.1", self.upstream_port
+        )
+        try:
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._pipe(up_reader, writer)
+            )
+        finally:
+            for end in (writer, up_writer):
+                end.close()
+                await asyncio.gather(end.wait_closed(), return_exceptions=True)
+
+    def _on_error(
+        self, loop: asyncio.AbstractEventLoop, context: dict[str, object]
+    ) -> None:
+        self.refused += 1
+
+    def __enter__(self) -> _MutualTlsProxy:
+        self._thread.start()
+        self._loop.set_exception_handler(self._on_error)
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(
+                self._handle, "127.0.0.1", self.port, ssl=self.context
+            ),
+            self._loop,
+        ).result(10)
+        return self
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+        await asyncio.sleep(0.05)  # let the closed transports finish closing
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@pytest.mark.peer
+class TestMutualTlsToCollector:
+    def test_client_certificate_reaches_the_collector(
+        self, start_runtime: StartFn, rotel: Rotel, tmp_path: Path
+    ) -> None:
+        """OTEL_EXPORTER_OTLP_{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY}: mTLS works."""
+        pki = make_pki(tmp_path / "pki")
+        with _MutualTlsProxy(pki, rotel.http_port) as proxy:
+            config = load_config(
+                env={
+                    "OTEL_SERVICE_NAME": "mtls",
+                    "OTEL_METRICS_EXPORTER": "otlp",
+                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": (
+                        f"https://127.0.0.1:{proxy.port}/v1/metrics"
+                    ),
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                    "OTEL_EXPORTER_OTLP_CERTIFICATE": pki.path("ca.pem"),
+                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": pki.path("client.pem"),
+                    "OTEL_EXPORTER_OTLP_CLIENT_KEY": pki.path("client.key"),
+                    "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+                    "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                }
+            )
+            otlp = config.exporter.otlp
+            assert (otlp.compression, otlp.ca_file) == ("gzip", pki.path("ca.pem"))
+            runtime = start_runtime(config)
+            runtime.get_meter("app").create_counter("secured").add(7)
+            point = rotel.wait_for("secured", lambda p: p.value == 7)
+            assert point is not None
+            assert proxy.client_subjects and all(proxy.client_subjects)
+
+    def test_client_key_readable_by_others_is_refused(self, tmp_path: Path) -> None:
+        """The client key gets the same file checks as the exposer's own key."""
+        pki = make_pki(tmp_path / "pki")
+        loose = tmp_path / "loose.key"
+        loose.write_bytes(Path(pki.path("client.key")).read_bytes())
+        loose.chmod(0o644)
+        config = load_config(
+            env={},
+            service={"name": "s"},
+            exporter={
+                "kind": "otlp",
+                "otlp": {
+                    "endpoint": "https://127.0.0.1:1/v1/metrics",
+                    "protocol": "http/protobuf",
+                    "client_cert": pki.path("client.pem"),
+                    "client_key": str(loose),
+                },
+            },
+        )
+        with pytest.raises(ConfigError) as caught:
+            build_exporter(config.exporter.otlp)
+        assert caught.value.keys == ("exporter.otlp.client_key",)
+
+    def test_client_certificate_needs_https(self) -> None:
+        """A client certificate on an http:// endpoint is a config error."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(
+                env={},
+                service={"name": "s"},
+                exporter={
+                    "kind": "otlp",
+                    "otlp": {
+                        "endpoint": "http://127.0.0.1:1",
+                        "client_cert": "/c.pem",
+                        "client_key": "/c.key",
+                    },
+                },
+            )
+        assert caught.value.keys == ("exporter.otlp.client_cert",)

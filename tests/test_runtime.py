@@ -67,6 +67,58 @@ class TestLifecycle:
 
         asyncio.run(scenario())
 
+    def test_async_runtime_reloads_from_another_thread(self) -> None:
+        """reload() from a worker thread hops to the host loop of a start_async runtime."""
+
+        async def scenario() -> tuple[str, ...]:
+            runtime = await start_async(
+                config_for_tests(exporter={"kind": "prometheus"}), set_global=False
+            )
+            try:
+                return await asyncio.to_thread(
+                    runtime.reload, config_for_tests(exporter={"kind": "none"})
+                )
+            finally:
+                await runtime.shutdown_async()
+
+        assert asyncio.run(scenario()) == ("exporter.kind",)
+
+    def test_reload_async_from_another_loop(self) -> None:
+        """reload_async() from a foreign event loop works on a start() runtime."""
+        runtime = start(
+            config_for_tests(exporter={"kind": "prometheus"}), set_global=False
+        )
+        try:
+            changed = asyncio.run(
+                runtime.reload_async(config_for_tests(exporter={"kind": "none"}))
+            )
+            assert changed == ("exporter.kind",)
+        finally:
+            runtime.shutdown()
+
+    def test_blocking_reload_on_the_runtime_loop_is_refused(self) -> None:
+        """reload() called on the runtime's own loop thread raises instead of deadlocking."""
+        runtime = start(
+            config_for_tests(exporter={"kind": "prometheus"}), set_global=False
+        )
+        outcome: list[BaseException | tuple[str, ...]] = []
+        done = threading.Event()
+
+        def on_loop() -> None:
+            try:
+                outcome.append(runtime.reload(config_for_tests()))
+            except LifecycleError as exc:
+                outcome.append(exc)
+            done.set()
+
+        try:
+            runtime.call_in_loop(on_loop)
+            assert done.wait(5)
+            assert isinstance(outcome[0], LifecycleError)
+            assert "reload_async" in str(outcome[0])
+        finally:
+            runtime.shutdown()
+
     def test_many_start_stop_cycles(self) -> None:
         """Repeated start/stop leaves no thread behind and never deadlocks."""
         before = {t.ident for t in threading.enumerate()}
@@ -132,6 +184,35 @@ class TestGlobalProvider:
         value, *rest = out.split()
         assert float(value) == 2
         assert rest == ["refused", "True"]
+
+
+class TestSdkDisabled:
+    def test_disabled_runtime_exports_and_installs_nothing(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """sdk.disabled: no exposer, no global provider, no-op meters, said once."""
+        code = (
+            "import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout,"
+            " format='%(message)s')\n"
+            "import ron_metrics\n"
+            "from opentelemetry import metrics\n"
+            "config = ron_metrics.load_config(env={'OTEL_SDK_DISABLED': 'true',"
+            " 'OTEL_SERVICE_NAME': 'off', 'OTEL_METRICS_EXPORTER': 'prometheus'})\n"
+            "rt = ron_metrics.start(config)\n"
+            "print('address', rt.address)\n"
+            "print('global', type(metrics.get_meter_provider()).__name__)\n"
+            "print('meter', type(rt.get_meter('app')).__name__)\n"
+            "rt.get_meter('app').create_counter('c').add(1)\n"
+            "rt.shutdown()\n"
+        )
+        out = run_python(code)
+        assert "address None" in out
+        assert (
+            "global _ProxyMeterProvider" in out
+        )  # the API placeholder: none installed
+        assert "meter NoOpMeter" in out
+        assert out.count('"event":"sdk_disabled"') == 1
 
 
 class TestForkSafety:

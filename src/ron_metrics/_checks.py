@@ -120,6 +120,21 @@ def check_otlp(otlp: OtlpConfig, path: str) -> list[ConfigProblem]:
         problems.append(
             ConfigProblem(f"{path}endpoint", "must start with http:// or https://")
         )
+    if (otlp.client_cert is None) != (otlp.client_key is None):
+        problems.append(
+            ConfigProblem(
+                f"{path}client_cert", "'client_cert' and 'client_key' go together"
+            )
+        )
+    elif otlp.client_cert is not None and not otlp.resolved_endpoint.startswith(
+        "https://"
+    ):
+        problems.append(
+            ConfigProblem(
+                f"{path}client_cert",
+                "a client certificate needs an https:// endpoint (mTLS is TLS)",
+            )
+        )
     return problems
 
 

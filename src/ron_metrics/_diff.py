@@ -16,6 +16,7 @@ _RESTART_PREFIXES = (
     "service.",
     "labels.",
     "cardinality.",
+    "sdk.",
     "exporter.prometheus.target_info",
     "exporter.prometheus.scope_labels",
 )

@@ -36,6 +36,12 @@ _EXPORTER_KINDS = {
     "prometheus,otlp": "both",
 }
 _NOT_ADDRESSABLE = {"RON_METRICS_CONFIG"}
+# OTEL_EXPORTER_OTLP(_METRICS)_<variable> naming a file -> exporter.otlp.<key>
+_OTLP_FILES = {
+    "CERTIFICATE": "ca_file",
+    "CLIENT_CERTIFICATE": "client_cert",
+    "CLIENT_KEY": "client_key",
+}
 
 
 def _put(tree: dict[str, Any], path: tuple[str, ...], value: object) -> None:
@@ -148,9 +154,31 @@ def _otlp_variables(
         name = f"{prefix}TIMEOUT"
         if (raw := env.get(name)) and (ms := _millis(name, raw, problems)):
             _put(tree, (*otlp, "timeout"), ms)
+        if raw := env.get(f"{prefix}COMPRESSION"):
+            _put(tree, (*otlp, "compression"), raw.strip().lower())
+        for variable, key in _OTLP_FILES.items():
+            if raw := env.get(f"{prefix}{variable}"):
+                _put(tree, (*otlp, key), raw)
+    if raw := env.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"):
+        _put(tree, (*otlp, "temporality"), raw.strip().lower())
     name = "OTEL_METRIC_EXPORT_INTERVAL"
     if (raw := env.get(name)) and (ms := _millis(name, raw, problems)):
         _put(tree, (*otlp, "interval"), ms)
+
+
+def _sdk_variables(
+    env: Mapping[str, str], tree: dict[str, Any], problems: list[ConfigProblem]
+) -> None:
+    if raw := env.get("OTEL_SDK_DISABLED"):
+        lowered = raw.strip().lower()
+        if lowered not in {"true", "false"}:
+            problems.append(
+                ConfigProblem("OTEL_SDK_DISABLED", "must be 'true' or 'false'")
+            )
+        else:
+            _put(tree, ("sdk", "disabled"), lowered == "true")
+    if raw := env.get("OTEL_METRICS_EXEMPLAR_FILTER"):
+        _put(tree, ("sdk", "exemplar_filter"), raw.strip().lower())
 
 
 def _otlp_endpoint(env: Mapping[str, str], tree: dict[str, Any]) -> None:
@@ -194,6 +222,7 @@ def _otel_layer(
     if raw := env.get("OTEL_SERVICE_NAME"):
         _put(tree, ("service", "name"), raw)
     _exporter_kind(env, tree, problems)
+    _sdk_variables(env, tree, problems)
     _otlp_variables(env, tree, problems)
     _prometheus_variables(env, tree)
     return tree

@@ -71,6 +71,8 @@ def _print_problems(error: ConfigError) -> None:
 
 
 def _check_config(file: str | None) -> int:
+    # Deprecated keys and ignored resource attributes are logged as JSON warnings.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     try:
         config = load_config(file)
         if config.exporter.prometheus.tls.enabled:
@@ -82,6 +84,13 @@ def _check_config(file: str | None) -> int:
         return EXIT_CONFIG
     print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     print(f"digest: blake3:{config.digest}")
+    if config.sdk.disabled:
+        print(
+            "note: sdk.disabled (OTEL_SDK_DISABLED) is true: start() exports nothing"
+            " and installs no global MeterProvider",
+            file=sys.stderr,
+        )
+
     return EXIT_OK
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "LabelsConfig",
     "OtlpConfig",
     "PrometheusConfig",
+    "SdkConfig",
     "ServiceConfig",
     "TlsConfig",
     "load_config",
@@ -190,6 +191,12 @@ class OtlpConfig:
         default="none", metadata=_opt(v.parse_choice("none", "gzip", "deflate"))
     )
     ca_file: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    client_cert: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    client_key: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    temporality: str = field(
+        default="cumulative",
+        metadata=_opt(v.parse_choice("cumulative", "delta", "lowmemory")),
+    )
     failure_threshold: int = field(default=3, metadata=_opt(v.parse_positive_int))
 
     def __repr__(self) -> str:
@@ -198,6 +205,8 @@ class OtlpConfig:
             f"OtlpConfig(endpoint={self.endpoint!r}, protocol={self.protocol!r}, "
             f"interval={self.interval!r}, timeout={self.timeout!r}, headers={masked!r}, "
             f"compression={self.compression!r}, ca_file={self.ca_file!r}, "
+            f"client_cert={self.client_cert!r}, client_key={self.client_key!r}, "
+            f"temporality={self.temporality!r}, "
             f"failure_threshold={self.failure_threshold!r})"
         )
 
@@ -253,6 +262,21 @@ class ExporterConfig:
         return self.kind in {"otlp", "both"}
 
 
+EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SdkConfig:
+    """
+    ``[sdk]``: switches of the OpenTelemetry metrics SDK itself.
+    """
+
+    disabled: bool = field(default=False, metadata=_opt(v.parse_bool))
+    exemplar_filter: str = field(
+        default="trace_based", metadata=_opt(v.parse_choice(*EXEMPLAR_FILTERS))
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """
@@ -269,6 +293,7 @@ class Config:
     exporter: ExporterConfig = field(
         default=ExporterConfig(), metadata={"section": ExporterConfig}
     )
+    sdk: SdkConfig = field(default=SdkConfig(), metadata={"section": SdkConfig})
 
     def to_dict(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
         """

@@ -11,10 +11,17 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry import metrics as otel_metrics
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.resources import Resource
 
 from ron_metrics._fork import ForkSafeMeterProvider, hold_across_fork
@@ -36,6 +43,13 @@ def default_instance_id() -> str:
     ``HOST-PID``: unique per process, so forked workers never share series.
     """
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+_EXEMPLAR_FILTERS: dict[str, Callable[[], ExemplarFilter]] = {
+    "trace_based": TraceBasedExemplarFilter,
+    "always_on": AlwaysOnExemplarFilter,
+    "always_off": AlwaysOffExemplarFilter,
+}
 
 
 def _child_resource() -> Resource:
@@ -89,6 +103,7 @@ def build_provider(config: Config) -> BuiltProvider:
         metric_readers=[hub],
         resource=build_resource(config),
         views=views,
+        exemplar_filter=_EXEMPLAR_FILTERS[config.sdk.exemplar_filter](),
         shutdown_on_exit=False,
         child_resource=None if config.service.instance else _child_resource,
     )

@@ -9,6 +9,7 @@ accepting and drains, the OTLP sink flushes once more, the provider shuts down.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import os
@@ -18,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.sdk.metrics import MeterProvider
 
 from ron_metrics._diff import changed_keys, refuse_restart_keys
@@ -100,8 +101,12 @@ class Runtime:
     def get_meter(self, name: str, version: str | None = None) -> Meter:
         """
         A meter from this runtime's provider (same as the OTel global when installed).
+
+        With ``sdk.disabled`` it is a no-op meter.
         """
         self._check_process()
+        if self.config.sdk.disabled:
+            return NoOpMeter(name, version)
         return self.meter_provider.get_meter(name, version)
 
     def call_in_loop(self, fn: Callable[[], object]) -> None:
@@ -314,6 +319,10 @@ class Runtime:
         """
         Apply ``new_config`` live; exporter changes are make-before-break behind readiness.
 
+        Callable from any thread, whichever way the runtime was started: the work hops
+        to the loop that runs the sinks. Only that loop's own thread must use
+        :meth:`reload_async` instead (blocking there would wait on itself).
+
         Readiness reports ``switching`` while sinks change. A new sink must prove itself
         within ``timeout`` (serving, or one successful export) before the old one stops;
         otherwise the new one is torn down, the old one keeps running, and the reload
@@ -326,27 +335,44 @@ class Runtime:
         Raises:
             ConfigError: If a changed key needs a restart; nothing was changed.
             ExporterError: If the new sink could not prove itself; the old one still runs.
-            LifecycleError: If the runtime is not running or runs in an asyncio loop.
+            LifecycleError: If the runtime is not running, or this is its loop's thread.
         """
         self._check_process()
         if self.state is not RuntimeState.RUNNING:
             raise LifecycleError(f"cannot reload a runtime that is {self.state.value}")
-        if self._loop_thread is None:
+        loop = self._sink_loop()
+        if _running_loop() is loop:
             raise LifecycleError(
-                "this runtime runs in an asyncio loop; use 'await runtime.reload_async()'"
+                "reload() blocks, and this is the runtime's own event loop; use"
+                " 'await runtime.reload_async(config)' here"
             )
-        return self._loop_thread.run(self._reload(new_config, timeout))
+        future = asyncio.run_coroutine_threadsafe(
+            self._reload(new_config, timeout), loop
+        )
+        return future.result()
 
     async def reload_async(
         self, new_config: Config, timeout: float = 10.0
     ) -> tuple[str, ...]:
         """
-        Async twin of :meth:`reload` for runtimes made by :func:`start_async`.
+        Async twin of :meth:`reload`, usable from any event loop.
         """
         self._check_process()
-        if self._loop_thread is not None:
-            return await asyncio.to_thread(self.reload, new_config, timeout)
-        return await self._reload(new_config, timeout)
+        loop = self._sink_loop()
+        if asyncio.get_running_loop() is loop:
+            return await self._reload(new_config, timeout)
+        future = asyncio.run_coroutine_threadsafe(
+            self._reload(new_config, timeout), loop
+        )
+        return await asyncio.wrap_future(future)
+
+    def _sink_loop(self) -> asyncio.AbstractEventLoop:
+        loop = (
+            self._loop_thread.loop if self._loop_thread is not None else self._host_loop
+        )
+        if loop is None:
+            raise LifecycleError("this runtime has no running loop")
+        return loop
 
     async def _reload(self, new_config: Config, timeout: float) -> tuple[str, ...]:
         async with self._switch_lock:
@@ -493,6 +519,29 @@ class Runtime:
         )
 
 
+def _honour_disabled(config: Config, set_global: bool) -> tuple[Config, bool]:
+    # OTEL_SDK_DISABLED / sdk.disabled: a runtime that exports nothing, installs
+    # nothing, and hands out no-op meters — said once, in the log.
+    if not config.sdk.disabled:
+        return config, set_global
+    log_event(
+        _log,
+        logging.WARNING,
+        "sdk_disabled",
+        why="sdk.disabled (OTEL_SDK_DISABLED) is true: no exporter runs, no global"
+        " MeterProvider is installed, meters are no-ops",
+    )
+    exporter = dataclasses.replace(config.exporter, kind="none")
+    return dataclasses.replace(config, exporter=exporter), False
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def start(config: Config, *, set_global: bool = True) -> Runtime:
     """
     Build the MeterProvider and start the configured sinks on a private loop thread.
@@ -507,6 +556,7 @@ def start(config: Config, *, set_global: bool = True) -> Runtime:
         ExposerError: If the exposer cannot bind or serve.
         ConfigError: If TLS material is unsafe or views cannot be built.
     """
+    config, set_global = _honour_disabled(config, set_global)
     runtime = Runtime(config, set_global=set_global)
     runtime._enter_starting()
     runtime._loop_thread = LoopThread()
@@ -525,6 +575,7 @@ async def start_async(config: Config, *, set_global: bool = True) -> Runtime:
 
     Stop it with ``await runtime.shutdown_async()``.
     """
+    config, set_global = _honour_disabled(config, set_global)
     runtime = Runtime(config, set_global=set_global)
     runtime._enter_starting()
     runtime._host_loop = asyncio.get_running_loop()

@@ -35,6 +35,7 @@ __all__ = [
     "SocketIdentity",
     "bind_unix_socket",
     "build_server_ssl_context",
+    "read_checked",
     "remove_unix_socket",
 ]
 
@@ -157,7 +158,15 @@ def remove_unix_socket(path_text: str, identity: SocketIdentity) -> None:
         path.unlink()
 
 
-def _read_checked(path_text: str, key: str, *, private: bool) -> bytes:
+def read_checked(path_text: str, key: str, *, private: bool) -> bytes:
+    """
+    Read a certificate or key file after the checks above, naming ``key`` on failure.
+
+    Raises:
+        ConfigError: If the file is missing, a symlink (or under one not owned by
+            root), not a regular file, not ours, world-writable, or — for a
+            ``private`` key — readable by others.
+    """
     _check_ancestors(Path(path_text), lambda why: ConfigError.single(key, why))
     # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -225,8 +234,8 @@ def build_server_ssl_context(
     assert_enabled = tls.cert is not None and tls.key is not None
     if not assert_enabled:
         raise ConfigError.single(prefix, "TLS needs both 'cert' and 'key'")
-    cert = _read_checked(str(tls.cert), f"{prefix}.cert", private=False)
-    key = _read_checked(str(tls.key), f"{prefix}.key", private=True)
+    cert = read_checked(str(tls.cert), f"{prefix}.cert", private=False)
+    key = read_checked(str(tls.key), f"{prefix}.key", private=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION
@@ -244,7 +253,7 @@ def build_server_ssl_context(
         os.close(key_fd)
         del key
     if tls.client_ca is not None:
-        ca = _read_checked(tls.client_ca, f"{prefix}.client_ca", private=False)
+        ca = read_checked(tls.client_ca, f"{prefix}.client_ca", private=False)
         try:
             context.load_verify_locations(cadata=ca.decode("ascii", errors="strict"))
         except (ssl.SSLError, UnicodeDecodeError) as exc:

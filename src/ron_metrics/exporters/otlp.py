@@ -15,15 +15,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
 from ron_metrics.config import OtlpConfig
-from ron_metrics.errors import ConfigError
+from ron_metrics.exporters._delta import DeltaConverter
 from ron_metrics.families import SelfMetrics
 from ron_metrics.health import HealthRegistry
 from ron_metrics.hub import HubReader
 from ron_metrics.logs import log_event
+from ron_metrics.safety import read_checked
 
 __all__ = ["OtlpSink", "build_exporter"]
 
@@ -33,14 +36,22 @@ HEALTH_CHECK = "otlp"
 FAILING_REASON = "otlp_export_failing"
 
 
-def _read_ca(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise ConfigError.single(
-            "exporter.otlp.ca_file", f"cannot read {path}: {exc.strerror}"
-        ) from exc
+def _tls_material(
+    config: OtlpConfig,
+) -> tuple[bytes | None, bytes | None, bytes | None]:
+    # The same file checks as the exposer's own TLS files: no symlinks we do not
+    # trust, regular files we own, private keys not readable by others.
+    prefix = "exporter.otlp."
+    ca = (
+        read_checked(config.ca_file, f"{prefix}ca_file", private=False)
+        if config.ca_file
+        else None
+    )
+    cert = key = None
+    if config.client_cert and config.client_key:
+        cert = read_checked(config.client_cert, f"{prefix}client_cert", private=False)
+        key = read_checked(config.client_key, f"{prefix}client_key", private=True)
+    return ca, cert, key
 
 
 def build_exporter(config: OtlpConfig) -> MetricExporter:
@@ -66,8 +77,10 @@ def build_exporter(config: OtlpConfig) -> MetricExporter:
         secure = endpoint.startswith("https://")
         credentials = None
         if secure:
-            root = _read_ca(config.ca_file) if config.ca_file else None
-            credentials = grpc.ssl_channel_credentials(root_certificates=root)  # type: ignore[no-untyped-call]
+            ca, cert, key = _tls_material(config)
+            credentials = grpc.ssl_channel_credentials(  # type: ignore[no-untyped-call]  # grpc ships no annotations
+                root_certificates=ca, private_key=key, certificate_chain=cert
+            )
         return GrpcExporter(
             endpoint=endpoint,
             insecure=not secure,
@@ -81,15 +94,39 @@ def build_exporter(config: OtlpConfig) -> MetricExporter:
         OTLPMetricExporter as HttpExporter,
     )
 
-    if config.ca_file:
-        _read_ca(config.ca_file)  # fail early with a ConfigError naming the key
+    # Checked here (a ConfigError naming the key); the HTTP client then loads them.
+    _tls_material(config)
     return HttpExporter(
         endpoint=endpoint,
+        session=_session_keeping_own_ca(),
         certificate_file=config.ca_file,
+        client_certificate_file=config.client_cert,
+        client_key_file=config.client_key,
         headers=headers,
         timeout=config.timeout,
         compression=Compression(config.compression),
     )
+
+
+def _session_keeping_own_ca() -> Any:
+    import requests
+
+    class _OwnCaSession(requests.Session):
+        """
+        A session whose own CA bundle wins over ``REQUESTS_CA_BUNDLE``.
+
+        requests lets that variable replace a session-level ``verify`` on every
+        request, so a configured ``ca_file`` would be ignored wherever the variable
+        is set (common in containers) and the collector's certificate rejected.
+        """
+
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+            merged = super().merge_environment_settings(*args, **kwargs)
+            if self.verify is not True:
+                merged["verify"] = self.verify
+            return merged
+
+    return _OwnCaSession()
 
 
 class OtlpSink:
@@ -116,6 +153,8 @@ class OtlpSink:
         self._health_name = health_name
         self._health_lock = threading.Lock()
         self._exporter = exporter or build_exporter(config)
+        # Delta (and low-memory) preference: deltas computed from the cumulative hub.
+        self._delta = DeltaConverter() if config.temporality != "cumulative" else None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._crash_requested = False
@@ -167,8 +206,11 @@ class OtlpSink:
         if not self._export_lock.acquire(timeout=timeout):
             return False
         try:
+            exported: Callable[[], None] | None = None
             try:
                 data = self._hub.capture(timeout_millis=timeout * 1000)
+                if data is not None and self._delta is not None:
+                    data, exported = self._delta.convert(data)
                 result = (
                     MetricExportResult.SUCCESS
                     if data is None
@@ -178,6 +220,8 @@ class OtlpSink:
                 self._record(ok=False, error=repr(exc))
                 return False
             ok = result is MetricExportResult.SUCCESS
+            if ok and exported is not None:
+                exported()
             self._record(ok=ok, error=None if ok else "exporter reported failure")
             return ok
         finally:
