@@ -135,6 +135,33 @@ class TestDemo:
         assert process.wait(15) == 0
 
     @pytest.mark.peer
+    @pytest.mark.parametrize(
+        "content",
+        [
+            b'[service]\nname = "\xff\xfe"\n',  # not UTF-8
+            b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n",  # nested far too deep
+            b'[service]\namnesia = "yes"\n',  # a string is not a boolean
+        ],
+        ids=["not-utf8", "deep-nesting", "coerced-bool"],
+    )
+    def test_sighup_with_a_malformed_file_changes_nothing(
+        self,
+        demo: tuple[subprocess.Popen[str], dict[str, object]],
+        tmp_path: Path,
+        content: bytes,
+    ) -> None:
+        """A malformed file on SIGHUP is refused and logged; the demo keeps serving."""
+        process, listening = demo
+        (tmp_path / "c.toml").write_bytes(content)
+        process.send_signal(signal.SIGHUP)
+        rejected = read_event(process, "reload_rejected")
+        assert "invalid configuration" in str(rejected["error"])
+        address = str(listening["address"])
+        assert httpx.get(f"{address}/readyz", timeout=5).status_code == 200
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+
     def test_sighup_reloads_the_file_and_switches_to_both(
         self, demo: tuple[subprocess.Popen[str], dict[str, object]], tmp_path: Path
     ) -> None:

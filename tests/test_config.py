@@ -168,6 +168,68 @@ class TestSdkSection:
         assert caught.value.keys == (key,)
 
 
+class TestOtlpVariables:
+    def test_tls_compression_and_temporality_variables(self) -> None:
+        """Certificate, client key/cert, compression and temporality map to their keys."""
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "s",
+                "OTEL_EXPORTER_OTLP_CERTIFICATE": "/generic-ca.pem",
+                "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE": "/ca.pem",
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": "/client.pem",
+                "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY": "/client.key",
+                "OTEL_EXPORTER_OTLP_COMPRESSION": "GZIP",
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "Delta",
+                "OTEL_METRIC_EXPORT_TIMEOUT": "700",
+            }
+        )
+        otlp = config.exporter.otlp
+        assert (otlp.ca_file, otlp.client_cert, otlp.client_key) == (
+            "/ca.pem",
+            "/client.pem",
+            "/client.key",
+        )
+        assert (otlp.compression, otlp.temporality) == ("gzip", "delta")
+        assert otlp.timeout == pytest.approx(0.7)
+
+    def test_exporter_timeout_wins_over_reader_timeout(self) -> None:
+        """OTEL_EXPORTER_OTLP_TIMEOUT wins over OTEL_METRIC_EXPORT_TIMEOUT."""
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "s",
+                "OTEL_METRIC_EXPORT_TIMEOUT": "700",
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "900",
+            }
+        )
+        assert config.exporter.otlp.timeout == pytest.approx(0.9)
+
+    @pytest.mark.parametrize(
+        ("env", "key"),
+        [
+            (
+                {
+                    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": (
+                        "base2_exponential_bucket_histogram"
+                    )
+                },
+                "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+            ),
+            ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "exporter.otlp.protocol"),
+            (
+                {"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "sometimes"},
+                "exporter.otlp.temporality",
+            ),
+        ],
+    )
+    def test_unsupported_values_are_refused(
+        self, env: dict[str, str], key: str
+    ) -> None:
+        """What we cannot honour is refused with its name, never silently ignored."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={"OTEL_SERVICE_NAME": "s", **env})
+        assert caught.value.keys == (key,)
+
+
 class TestOtlpEndpointAndTiming:
     @pytest.mark.parametrize(
         ("env", "resolved"),

@@ -135,35 +135,63 @@ def _otlp_variables(
 ) -> None:
     otlp = ("exporter", "otlp")
     _otlp_endpoint(env, tree)
+    _reader_variables(env, tree, problems)
     # The signal-specific variable (…_METRICS_…) is read last so it wins.
     for suffix in ("", "METRICS_"):
-        prefix = f"OTEL_EXPORTER_OTLP_{suffix}"
-        if raw := env.get(f"{prefix}PROTOCOL"):
-            _put(tree, (*otlp, "protocol"), raw)
-        if raw := env.get(f"{prefix}HEADERS"):
-            headers = _parse_kv_list(raw)
-            if headers is None:
-                # Never echo the value: headers carry tokens.
-                problems.append(
-                    ConfigProblem(
-                        f"{prefix}HEADERS", "must be a list of key=value pairs"
-                    )
-                )
-            else:
-                _put(tree, (*otlp, "headers"), headers)
-        name = f"{prefix}TIMEOUT"
-        if (raw := env.get(name)) and (ms := _millis(name, raw, problems)):
-            _put(tree, (*otlp, "timeout"), ms)
-        if raw := env.get(f"{prefix}COMPRESSION"):
-            _put(tree, (*otlp, "compression"), raw.strip().lower())
-        for variable, key in _OTLP_FILES.items():
-            if raw := env.get(f"{prefix}{variable}"):
-                _put(tree, (*otlp, key), raw)
+        _otlp_prefixed(env, f"OTEL_EXPORTER_OTLP_{suffix}", tree, problems)
     if raw := env.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"):
         _put(tree, (*otlp, "temporality"), raw.strip().lower())
+
+
+def _reader_variables(
+    env: Mapping[str, str], tree: dict[str, Any], problems: list[ConfigProblem]
+) -> None:
+    otlp = ("exporter", "otlp")
     name = "OTEL_METRIC_EXPORT_INTERVAL"
     if (raw := env.get(name)) and (ms := _millis(name, raw, problems)):
         _put(tree, (*otlp, "interval"), ms)
+    # The reader's export timeout; the exporter's own variables win over it.
+    name = "OTEL_METRIC_EXPORT_TIMEOUT"
+    if (raw := env.get(name)) and (ms := _millis(name, raw, problems)):
+        _put(tree, (*otlp, "timeout"), ms)
+    name = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
+    raw = env.get(name, "").strip().lower()
+    if raw and raw != "explicit_bucket_histogram":
+        problems.append(
+            ConfigProblem(
+                name,
+                "only 'explicit_bucket_histogram' is supported (set buckets with"
+                " cardinality.instruments.<name>.buckets)",
+            )
+        )
+
+
+def _otlp_prefixed(
+    env: Mapping[str, str],
+    prefix: str,
+    tree: dict[str, Any],
+    problems: list[ConfigProblem],
+) -> None:
+    otlp = ("exporter", "otlp")
+    if raw := env.get(f"{prefix}PROTOCOL"):
+        _put(tree, (*otlp, "protocol"), raw)
+    if raw := env.get(f"{prefix}HEADERS"):
+        headers = _parse_kv_list(raw)
+        if headers is None:
+            # Never echo the value: headers carry tokens.
+            problems.append(
+                ConfigProblem(f"{prefix}HEADERS", "must be a list of key=value pairs")
+            )
+        else:
+            _put(tree, (*otlp, "headers"), headers)
+    name = f"{prefix}TIMEOUT"
+    if (raw := env.get(name)) and (ms := _millis(name, raw, problems)):
+        _put(tree, (*otlp, "timeout"), ms)
+    if raw := env.get(f"{prefix}COMPRESSION"):
+        _put(tree, (*otlp, "compression"), raw.strip().lower())
+    for variable, key in _OTLP_FILES.items():
+        if raw := env.get(f"{prefix}{variable}"):
+            _put(tree, (*otlp, key), raw)
 
 
 def _sdk_variables(
@@ -260,18 +288,22 @@ def _scalar(name: str, raw: str, problems: list[ConfigProblem]) -> object:
 
 
 def env_layer(
-    env: Mapping[str, str], *, allowed_extra: tuple[str, ...]
+    env: Mapping[str, str], *, allowed_extra: tuple[str, ...], otel: bool = True
 ) -> tuple[dict[str, Any], list[ConfigProblem]]:
     """
     Turn the environment into a config tree, ``RON_METRICS_*`` over ``OTEL_*``.
+
+    Args:
+        otel: Read the ``OTEL_*`` variables (not when a declarative
+            configuration file is in use: the specification says it replaces them).
 
     Returns:
         The tree and the problems found in the environment.
     """
     problems: list[ConfigProblem] = []
-    otel = _otel_layer(env, allowed_extra, problems)
+    otel_tree = _otel_layer(env, allowed_extra, problems) if otel else {}
     ron = ron_layer(env, problems)
-    return deep_merge(otel, ron), problems
+    return deep_merge(otel_tree, ron), problems
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -82,7 +82,12 @@ def _check_config(file: str | None) -> int:
     except ConfigError as error:
         _print_problems(error)
         return EXIT_CONFIG
-    print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    shown = config.to_dict()
+    # The endpoint actually dialled (the protocol's default, or the metrics path added).
+    shown["exporter"]["otlp"]["resolved_endpoint"] = (
+        config.exporter.otlp.resolved_endpoint
+    )
+    print(json.dumps(shown, indent=2, sort_keys=True))
     print(f"digest: blake3:{config.digest}")
     if config.sdk.disabled:
         print(

@@ -28,6 +28,7 @@ from ron_metrics._checks import (
     check_prometheus,
     check_service,
 )
+from ron_metrics._declarative import declarative_layer
 from ron_metrics._env import deep_merge as _deep_merge
 from ron_metrics._env import env_layer, ron_layer
 from ron_metrics._sources import apply_aliases, read_file
@@ -525,14 +526,25 @@ def load_config(
         _deep_merge(_deep_merge(base, file_layer), ron_layer(environ, [])),
         override_layer,
     )
+    # OTEL_CONFIG_FILE: the OpenTelemetry declarative file sits above our TOML file
+    # and, as the specification says, replaces the other OTEL_* variables.
+    declarative_path = environ.get("OTEL_CONFIG_FILE") or None
+    declarative: dict[str, Any] = {}
+    if declarative_path is not None:
+        declarative = declarative_layer(declarative_path, problems)
     env_values, env_problems = env_layer(
-        environ, allowed_extra=_allowed_extra(allowlist_sources)
+        environ,
+        allowed_extra=_allowed_extra(allowlist_sources),
+        otel=declarative_path is None,
     )
     problems.extend(env_problems)
     apply_aliases(env_values, "the environment", problems)
     apply_aliases(override_layer, "the overrides", problems)
     merged = _deep_merge(
-        _deep_merge(_deep_merge(base, file_layer), env_values), override_layer
+        _deep_merge(
+            _deep_merge(_deep_merge(base, file_layer), declarative), env_values
+        ),
+        override_layer,
     )
     _default_otlp_timeout(merged)
     if problems:
