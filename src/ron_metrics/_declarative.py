@@ -136,14 +136,13 @@ def _resource(resource: Mapping[str, Any], out: _Translation) -> None:
         if sep:
             pairs.append((key.strip(), text.strip()))
     for index, (name, value) in enumerate(pairs):
-        if isinstance(value, bool):
-            value = "true" if value else "false"
         if not isinstance(value, str | int | float):
             out.refuse(
                 f"resource.attributes[{index}]", "only scalar values are supported"
             )
             continue
-        out.put(_RESOURCE_KEYS.get(name, ("labels", "extra", name)), str(value))
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        out.put(_RESOURCE_KEYS.get(name, ("labels", "extra", name)), text)
 
 
 def _meter_provider(provider: Mapping[str, Any], out: _Translation) -> None:
