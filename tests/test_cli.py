@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -69,6 +70,60 @@ class TestCheckConfig:
         assert "service.nmae: unknown key; did you mean 'name'?" in err
         assert "service.name: is required" in err
         assert "exporter.kind: must be one of" in err
+
+    @pytest.mark.parametrize(
+        ("content", "fragment"),
+        [
+            (b'[service]\nname = "\xff"\n', "is not UTF-8"),
+            (b"a = " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested"),
+            (b"x" * (1024 * 1024 + 1), "larger than"),
+            (b'[exporter.prometheus]\nbind = "127.0.0.1:\xc2\xb2"\n', "HOST:PORT"),
+        ],
+        ids=["not-utf8", "deep", "huge", "superscript-port"],
+    )
+    def test_malformed_file_exits_2_without_traceback(
+        self, tmp_path: Path, content: bytes, fragment: str
+    ) -> None:
+        """Malformed input is a ConfigError: exit 2, the problem named, no traceback."""
+        path = tmp_path / "bad.toml"
+        path.write_bytes(content)
+        result = subprocess.run(
+            [sys.executable, "-m", "ron_metrics", "check-config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"PATH": "/usr/bin"},
+        )
+        assert result.returncode == 2
+        assert fragment in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_deprecations_are_printed(self, tmp_path: Path) -> None:
+        """check-config shows a deprecated key as a JSON warning line."""
+        path = write(
+            tmp_path,
+            """
+            [service]
+            name = "api"
+            [exporter.prometheus]
+            listen_addr = "127.0.0.1:9999"
+            """,
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "ron_metrics", "check-config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"PATH": "/usr/bin"},
+        )
+        assert result.returncode == 0
+        warning = json.loads(result.stderr.splitlines()[0])
+        assert (warning["event"], warning["key"]) == (
+            "deprecated_key",
+            "exporter.prometheus.listen_addr",
+        )
 
     def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--version prints the package version and exits 0."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import textwrap
 from pathlib import Path
@@ -131,6 +132,49 @@ class TestOtelEnvironment:
         assert config.service.amnesia is True
         assert config.cardinality.max_series == 17
         assert config.cardinality.default_attributes == ("route", "method")
+
+
+class TestResourceAllowlist:
+    @pytest.mark.parametrize(
+        "source",
+        [
+            {"env": {"RON_METRICS_LABELS__ALLOWED_EXTRA": '["k8s.pod.name"]'}},
+            {"overrides": {"labels": {"allowed_extra": ["k8s.pod.name"]}}},
+            {"defaults": {"labels": {"allowed_extra": ["k8s.pod.name"]}}},
+        ],
+        ids=["ron-env", "overrides", "defaults"],
+    )
+    def test_allowlist_from_any_source_admits_resource_keys(
+        self, source: dict[str, dict[str, object]]
+    ) -> None:
+        """The allowlist OTEL_RESOURCE_ATTRIBUTES is judged against may come from anywhere."""
+        env = {
+            "OTEL_SERVICE_NAME": "s",
+            "OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.name=api-7",
+            **source.get("env", {}),
+        }
+        config = load_config(
+            env=env,  # type: ignore[arg-type]  # the table's env values are strings
+            defaults=source.get("defaults"),
+            **source.get("overrides", {}),  # type: ignore[arg-type]
+        )
+        assert dict(config.labels.extra) == {"k8s.pod.name": "api-7"}
+
+    def test_ignored_keys_are_json_warnings_without_secrets(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """An ignored resource key is a JSON warning; a secret-shaped key is not shown."""
+        with caplog.at_level(logging.WARNING, logger="ron_metrics.config"):
+            load_config(
+                env={
+                    "OTEL_SERVICE_NAME": "s",
+                    "OTEL_RESOURCE_ATTRIBUTES": "zone=a,api_token=hunter2",
+                }
+            )
+        lines = [json.loads(r.getMessage()) for r in caplog.records]
+        assert [line["key"] for line in lines] == ["zone", "(key not shown)"]
+        assert "api_token" not in caplog.text
+        assert "hunter2" not in caplog.text
 
 
 class TestSdkSection:

@@ -150,3 +150,32 @@ class TestNameCollisions:
         runtime.get_meter("app").create_counter("rejected").add(5)
         assert sample_value(runtime, "rejected_total") == 5
         assert sample_value(runtime, "ron_metrics_rejected_total", reason="path") == 0
+
+    def test_dotted_resource_keys_render_as_label_names(
+        self, start_runtime: StartFn
+    ) -> None:
+        """Semantic-convention keys on target_info become sanitised label names."""
+        runtime = start_runtime(
+            labels={
+                "allowed_extra": ["deployment.environment.name", "k8s.pod.name"],
+                "extra": {
+                    "deployment.environment.name": "prod",
+                    "k8s.pod.name": "api-7",
+                },
+            },
+            exporter=prometheus_config(),
+        )
+        body = httpx.get(f"{runtime.address}/metrics", timeout=10).text
+        (info,) = [
+            line for line in body.splitlines() if line.startswith("target_info{")
+        ]
+        assert 'deployment_environment_name="prod"' in info
+        assert 'k8s_pod_name="api-7"' in info
+        result = subprocess.run(
+            [require("promtool"), "check", "metrics"],
+            input=body,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
