@@ -67,6 +67,45 @@ class TestLifecycle:
 
         asyncio.run(scenario())
 
+    def test_failed_start_leaves_no_global_and_a_retry_works(self) -> None:
+        """A start that fails (port taken) installs nothing; the next start installs."""
+        code = (
+            "import socket\n"
+            "import ron_metrics\n"
+            "from opentelemetry import metrics\n"
+            "taken = socket.socket(); taken.bind(('127.0.0.1', 0)); taken.listen()\n"
+            "port = taken.getsockname()[1]\n"
+            "def config(p):\n"
+            "    return ron_metrics.load_config(env={}, service={'name': 's'},\n"
+            "        exporter={'prometheus': {'bind': f'127.0.0.1:{p}'}})\n"
+            "try:\n"
+            "    ron_metrics.start(config(port))\n"
+            "except ron_metrics.ExposerError:\n"
+            "    print('refused')\n"
+            "print(type(metrics.get_meter_provider()).__name__)\n"
+            "rt = ron_metrics.start(config(0))\n"
+            "print(metrics.get_meter_provider() is rt.meter_provider)\n"
+            "rt.shutdown()\n"
+        )
+        assert run_python(code).split() == ["refused", "_ProxyMeterProvider", "True"]
+
+    def test_async_runtime_stops_from_another_thread_and_not_on_its_loop(
+        self,
+    ) -> None:
+        """shutdown() on the host loop is refused before any change; elsewhere it works."""
+
+        async def scenario() -> tuple[str, str]:
+            runtime = await start_async(
+                config_for_tests(exporter={"kind": "prometheus"}), set_global=False
+            )
+            with pytest.raises(LifecycleError, match="shutdown_async"):
+                runtime.shutdown()
+            still = runtime.state.value
+            await asyncio.to_thread(runtime.shutdown)
+            return still, runtime.state.value
+
+        assert asyncio.run(scenario()) == ("running", "stopped")
+
     def test_async_runtime_reloads_from_another_thread(self) -> None:
         """reload() from a worker thread hops to the host loop of a start_async runtime."""
 

@@ -18,20 +18,17 @@ from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics.export import (
-    Histogram,
-    HistogramDataPoint,
     Metric,
     MetricsData,
     ResourceMetrics,
     ScopeMetrics,
-    Sum,
 )
 from prometheus_client.metrics_core import Metric as PromFamily
 from prometheus_client.registry import CollectorRegistry
 
-__all__ = ["HubReader", "without_name_clashes"]
+from ron_metrics._overflow import OverflowAccounting
 
-_OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
+__all__ = ["HubReader", "without_name_clashes"]
 
 
 def _with_help_text(metric: Metric) -> Metric:
@@ -140,8 +137,6 @@ class HubReader(PrometheusMetricReader):
     Args:
         target_info: Emit the ``target_info`` series carrying the resource.
         scope_labels: Put ``otel_scope_*`` labels on every series.
-        on_overflow: Called with the number of metric streams whose overflow
-            series grew since the previous collection (see :mod:`ron_metrics.families`).
     """
 
     def __init__(
@@ -149,7 +144,6 @@ class HubReader(PrometheusMetricReader):
         *,
         target_info: bool = True,
         scope_labels: bool = False,
-        on_overflow: Callable[[int], None] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         super().__init__(
@@ -160,8 +154,8 @@ class HubReader(PrometheusMetricReader):
         self._lock = threading.Lock()
         self._capturing = False
         self._captured: MetricsData | None = None
-        self._overflow_seen: dict[tuple[str, str], float] = {}
-        self.on_overflow = on_overflow
+        # Set by the provider once the self-metrics exist.
+        self.overflow: OverflowAccounting | None = None
         # Called once per family name that had to be left out of the exposition.
         self.on_name_collision: Callable[[str], None] | None = None
         self._clashes_seen: set[str] = set()
@@ -171,38 +165,14 @@ class HubReader(PrometheusMetricReader):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> None:
         self.collections += 1
-        self._account_overflow(metrics_data)
+        if self.overflow is not None:
+            metrics_data = self.overflow.account(metrics_data)
         if self._capturing:
             self._captured = metrics_data
             return
         super()._receive_metrics(
             _fill_descriptions(metrics_data), timeout_millis, **kwargs
         )
-
-    def _account_overflow(self, data: MetricsData) -> None:
-        grown = 0
-        for rm in data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if not isinstance(metric.data, Sum | Histogram):
-                        continue
-                    for point in metric.data.data_points:
-                        if (
-                            not point.attributes
-                            or _OVERFLOW_ATTRIBUTE not in point.attributes
-                        ):
-                            continue
-                        level = float(
-                            point.count
-                            if isinstance(point, HistogramDataPoint)
-                            else point.value
-                        )
-                        key = (sm.scope.name, metric.name)
-                        if level != self._overflow_seen.get(key, 0.0):
-                            grown += 1
-                        self._overflow_seen[key] = level
-        if grown and self.on_overflow is not None:
-            self.on_overflow(grown)
 
     def scrape(self, timeout_millis: float = 10_000) -> list[PromFamily]:
         """

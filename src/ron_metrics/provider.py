@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry import metrics as otel_metrics
+from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.sdk.metrics import (
     AlwaysOffExemplarFilter,
     AlwaysOnExemplarFilter,
@@ -25,6 +26,7 @@ from opentelemetry.sdk.metrics import (
 from opentelemetry.sdk.resources import Resource
 
 from ron_metrics._fork import ForkSafeMeterProvider, hold_across_fork
+from ron_metrics._overflow import OverflowAccounting
 from ron_metrics.config import Config
 from ron_metrics.errors import LifecycleError
 from ron_metrics.families import SelfMetrics
@@ -32,7 +34,13 @@ from ron_metrics.hub import HubReader
 from ron_metrics.logs import log_event
 from ron_metrics.views import SELF_METER_NAME, build_views
 
-__all__ = ["BuiltProvider", "build_provider", "build_resource", "install_global"]
+__all__ = [
+    "BuiltProvider",
+    "build_provider",
+    "build_resource",
+    "check_global_free",
+    "install_global",
+]
 
 AMNESIA_ATTRIBUTE = "ron.amnesia"
 _log = logging.getLogger("ron_metrics.exposer")
@@ -113,8 +121,10 @@ def build_provider(config: Config) -> BuiltProvider:
         provider.get_meter(SELF_METER_NAME), config.service.self_metrics_prefix
     )
     # Self-metrics need the provider, and the hub is built before it: wire them now.
-    hub.on_overflow = lambda streams: self_metrics.rejected.add(
-        streams, {"reason": "cardinality"}
+    hub.overflow = OverflowAccounting(
+        SELF_METER_NAME,
+        config.service.self_metrics_prefix + "rejected_total",
+        lambda grown: self_metrics.rejected.add(grown, {"reason": "cardinality"}),
     )
     hub.on_name_collision = lambda name: _name_collision(self_metrics, name)
     return BuiltProvider(provider=provider, hub=hub, self_metrics=self_metrics)
@@ -136,6 +146,28 @@ _global_lock = threading.Lock()
 _global_owner: list[MeterProvider] = []
 
 
+def check_global_free() -> None:
+    """
+    Raise now if the OTel global MeterProvider can no longer be installed.
+
+    Called before anything starts, so a refused start changes nothing.
+
+    Raises:
+        LifecycleError: If ron-metrics or anyone else already set the global.
+    """
+    if _global_owner:
+        raise LifecycleError(
+            "ron_metrics.start() already installed the global MeterProvider in this"
+            " process; the OpenTelemetry API allows it once. Use"
+            " start(config, set_global=False) for further runtimes."
+        )
+    if not isinstance(otel_metrics.get_meter_provider(), _ProxyMeterProvider):
+        raise LifecycleError(
+            "another MeterProvider was already installed as the OpenTelemetry global;"
+            " use start(config, set_global=False) and runtime.meter_provider"
+        )
+
+
 def install_global(provider: MeterProvider) -> None:
     """
     Make ``provider`` the OTel global MeterProvider, once per process.
@@ -144,12 +176,7 @@ def install_global(provider: MeterProvider) -> None:
         LifecycleError: If ron-metrics or anyone else already set the global.
     """
     with _global_lock:
-        if _global_owner:
-            raise LifecycleError(
-                "ron_metrics.start() already installed the global MeterProvider in this"
-                " process; the OpenTelemetry API allows it once. Use"
-                " start(config, set_global=False) for further runtimes."
-            )
+        check_global_free()
         otel_metrics.set_meter_provider(provider)
         if otel_metrics.get_meter_provider() is not provider:
             raise LifecycleError(

@@ -32,7 +32,7 @@ from ron_metrics.exporters.prometheus.server import PrometheusSink
 from ron_metrics.families import SelfMetrics
 from ron_metrics.health import HealthRegistry, HealthSnapshot
 from ron_metrics.logs import log_event
-from ron_metrics.provider import build_provider, install_global
+from ron_metrics.provider import build_provider, check_global_free, install_global
 
 __all__ = ["Runtime", "RuntimeState", "start", "start_async"]
 
@@ -129,7 +129,21 @@ class Runtime:
     def shutdown(self, timeout: float = 5.0) -> None:
         """
         Stop everything within ``timeout`` seconds; safe to call more than once.
+
+        Callable from any thread. A runtime started with :func:`start_async` is
+        stopped on its host loop; on that loop itself use :meth:`shutdown_async`
+        (checked before anything changes).
         """
+        if self._loop_thread is None and self._host_loop is not None:
+            if _running_loop() is self._host_loop:
+                raise LifecycleError(
+                    "shutdown() blocks, and this is the runtime's own event loop; use"
+                    " 'await runtime.shutdown_async()' here"
+                )
+            asyncio.run_coroutine_threadsafe(
+                self.shutdown_async(timeout), self._host_loop
+            ).result(timeout + 1)
+            return
         if not self._begin_stop():
             return
         deadline = time.monotonic() + timeout
@@ -137,10 +151,6 @@ class Runtime:
             if self._loop_thread is not None:
                 self._loop_thread.run(self._stop_sinks(deadline), timeout=timeout + 1)
                 self._loop_thread.close(max(0.1, deadline - time.monotonic()))
-            elif self._host_loop is not None:
-                raise LifecycleError(
-                    "this runtime runs in an asyncio loop; use 'await runtime.shutdown_async()'"
-                )
         finally:
             self._finish_stop(deadline)
 
@@ -502,11 +512,15 @@ class Runtime:
         return self._loop_thread.run(coro)
 
     def _enter_starting(self) -> None:
+        # Refuse before anything starts; install only once the sinks run, so a
+        # failed start leaves no global provider behind and a retry works.
         if self._set_global:
-            install_global(self.meter_provider)
+            check_global_free()
         self.state = RuntimeState.STARTING
 
     def _enter_running(self) -> None:
+        if self._set_global:
+            install_global(self.meter_provider)
         self.state = RuntimeState.RUNNING
         log_event(
             _log,
@@ -562,10 +576,10 @@ def start(config: Config, *, set_global: bool = True) -> Runtime:
     runtime._loop_thread = LoopThread()
     try:
         runtime._run(runtime._start_sinks())
+        runtime._enter_running()
     except BaseException:
         runtime.shutdown(timeout=2.0)
         raise
-    runtime._enter_running()
     return runtime
 
 
@@ -581,8 +595,8 @@ async def start_async(config: Config, *, set_global: bool = True) -> Runtime:
     runtime._host_loop = asyncio.get_running_loop()
     try:
         await runtime._start_sinks()
+        runtime._enter_running()
     except BaseException:
         await runtime.shutdown_async(timeout=2.0)
         raise
-    runtime._enter_running()
     return runtime

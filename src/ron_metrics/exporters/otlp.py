@@ -209,13 +209,14 @@ class OtlpSink:
             exported: Callable[[], None] | None = None
             try:
                 data = self._hub.capture(timeout_millis=timeout * 1000)
-                if data is not None and self._delta is not None:
+                if data is None:
+                    # The reader hook did not hand over a collection: nothing was
+                    # exported, so this is no success.
+                    self._record(ok=False, error="the collection produced no data")
+                    return False
+                if self._delta is not None:
                     data, exported = self._delta.convert(data)
-                result = (
-                    MetricExportResult.SUCCESS
-                    if data is None
-                    else self._exporter.export(data, timeout_millis=timeout * 1000)
-                )
+                result = self._exporter.export(data, timeout_millis=timeout * 1000)
             except Exception as exc:
                 self._record(ok=False, error=repr(exc))
                 return False
