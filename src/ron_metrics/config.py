@@ -166,6 +166,9 @@ class PrometheusConfig:
         default=256 * 1024 * 1024, metadata=_opt(v.parse_positive_int)
     )
     gzip: bool = field(default=True, metadata=_opt(v.parse_bool))
+    encoder: str = field(
+        default="direct", metadata=_opt(v.parse_choice("direct", "reference"))
+    )
     target_info: bool = field(default=True, metadata=_opt(v.parse_bool))
     scope_labels: bool = field(default=False, metadata=_opt(v.parse_bool))
     tls: TlsConfig = field(default=TlsConfig(), metadata={"section": TlsConfig})

@@ -28,7 +28,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from ron_metrics._overflow import OverflowAccounting
 
-__all__ = ["HubReader", "without_name_clashes"]
+__all__ = ["SAMPLE_SUFFIXES", "HubReader", "without_name_clashes"]
 
 
 def _with_help_text(metric: Metric) -> Metric:
@@ -69,7 +69,7 @@ def _fill_descriptions(data: MetricsData) -> MetricsData:
 
 
 # Sample names each Prometheus family type writes besides its own name.
-_SUFFIXES: dict[str, tuple[str, ...]] = {
+SAMPLE_SUFFIXES: dict[str, tuple[str, ...]] = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_count", "_sum", "_created"),
     "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
@@ -80,7 +80,9 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
 
 def _names_taken(family: PromFamily) -> set[str]:
     names = {family.name} | {sample.name for sample in family.samples}
-    names.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ()))
+    names.update(
+        family.name + suffix for suffix in SAMPLE_SUFFIXES.get(family.type, ())
+    )
     return names
 
 
@@ -146,6 +148,8 @@ class HubReader(PrometheusMetricReader):
         scope_labels: bool = False,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self.target_info = target_info
+        self.scope_labels = scope_labels
         super().__init__(
             disable_target_info=not target_info,
             scope_info_enabled=scope_labels,
@@ -183,9 +187,12 @@ class HubReader(PrometheusMetricReader):
         """
         with self._lock:
             families = list(self.registry.collect())
-        return without_name_clashes(families, self._on_clash)
+        return without_name_clashes(families, self.report_clash)
 
-    def _on_clash(self, name: str) -> None:
+    def report_clash(self, name: str) -> None:
+        """
+        Report a family left out of the exposition, once per name.
+        """
         if name in self._clashes_seen:
             return
         self._clashes_seen.add(name)

@@ -24,6 +24,7 @@ __all__ = [
     "ResponseTooLargeError",
     "accepts_gzip",
     "encode",
+    "finish",
     "negotiate_format",
     "render",
 ]
@@ -161,7 +162,16 @@ def render(
     Raises:
         ResponseTooLargeError: If the uncompressed body exceeds ``max_bytes``.
     """
-    body = encode(families, fmt)
+    return finish(encode(families, fmt), fmt, gzip_ok=gzip_ok, max_bytes=max_bytes)
+
+
+def finish(body: bytes, fmt: Format, *, gzip_ok: bool, max_bytes: int) -> Rendered:
+    """
+    Bound and optionally gzip an encoded body.
+
+    Raises:
+        ResponseTooLargeError: If ``body`` exceeds ``max_bytes``.
+    """
     if len(body) > max_bytes:
         raise ResponseTooLargeError(len(body))
     if gzip_ok:

@@ -12,17 +12,16 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client.metrics_core import Metric
-
-from ron_metrics.exporters.prometheus.render import Format, Rendered, render
+from ron_metrics.exporters.prometheus.render import Format, Rendered, finish
 
 __all__ = ["ScrapeCoalescer"]
 
 
 @dataclass
 class _Flight:
-    families: asyncio.Future[list[Metric]]
+    families: asyncio.Future[Any]
     renders: dict[tuple[Format, bool], asyncio.Future[Rendered]] = field(
         default_factory=dict
     )
@@ -33,19 +32,22 @@ class ScrapeCoalescer:
     Shares one collection among concurrent scrapes.
 
     Args:
-        collect: Blocking call that collects families (the hub's ``scrape``).
+        collect: Blocking call that collects once (a snapshot ``encode`` reads).
+        encode: Blocking call that encodes a snapshot in a format.
         executor: Where collection and encoding run.
         max_bytes: Bound on an uncompressed body.
     """
 
     def __init__(
         self,
-        collect: Callable[[], list[Metric]],
+        collect: Callable[[], Any],
+        encode: Callable[[Any, Format], bytes],
         executor: concurrent.futures.Executor,
         *,
         max_bytes: int,
     ) -> None:
         self._collect = collect
+        self._encode = encode
         self._executor = executor
         self._max_bytes = max_bytes
         self._flight: _Flight | None = None
@@ -70,8 +72,11 @@ class ScrapeCoalescer:
         if rendering is None:
             rendering = loop.run_in_executor(
                 self._executor,
-                lambda: render(
-                    collected, fmt, gzip_ok=gzip_ok, max_bytes=self._max_bytes
+                lambda: finish(
+                    self._encode(collected, fmt),
+                    fmt,
+                    gzip_ok=gzip_ok,
+                    max_bytes=self._max_bytes,
                 ),
             )
             flight.renders[key] = rendering

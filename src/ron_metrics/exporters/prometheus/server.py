@@ -22,11 +22,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
+from opentelemetry.sdk.metrics.export import MetricsData
 
 from ron_metrics.config import PrometheusConfig
 from ron_metrics.errors import ExposerError
 from ron_metrics.exporters.prometheus._wire import GuardedServer, WireLimits
 from ron_metrics.exporters.prometheus.app import ExposerState, create_app
+from ron_metrics.exporters.prometheus.encode import DirectEncoder
+from ron_metrics.exporters.prometheus.render import encode
 from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
 from ron_metrics.families import SelfMetrics
 from ron_metrics.health import HealthSnapshot
@@ -244,16 +247,30 @@ class PrometheusSink:
         self.state = ExposerState(
             config=self.config,
             service=self._service,
-            coalescer=ScrapeCoalescer(
-                self._hub.scrape,
-                self._executor,
-                max_bytes=self.config.max_response_bytes,
-            ),
+            coalescer=self._coalescer(self._executor),
             readiness=self._readiness,
             self_metrics=self._self_metrics,
         )
         self._app = create_app(self.state)
         await self._launch()
+
+    def _coalescer(self, executor: concurrent.futures.Executor) -> ScrapeCoalescer:
+        max_bytes = self.config.max_response_bytes
+        if self.config.encoder == "reference":
+            # The translate-then-encode path of opentelemetry-exporter-prometheus.
+            return ScrapeCoalescer(
+                self._hub.scrape, encode, executor, max_bytes=max_bytes
+            )
+        direct = DirectEncoder(
+            target_info=self._hub.target_info,
+            scope_labels=self._hub.scope_labels,
+            on_clash=self._hub.report_clash,
+        )
+
+        def collect() -> MetricsData:
+            return self._hub.capture() or MetricsData(resource_metrics=[])
+
+        return ScrapeCoalescer(collect, direct.encode, executor, max_bytes=max_bytes)
 
     async def _launch(self) -> None:
         if self._sock is None or self.state is None:

@@ -1,0 +1,361 @@
+"""
+The direct encoder: ``MetricsData`` → Prometheus text 0.0.4 or OpenMetrics 1.0.
+
+The reference path translates each collection into prometheus_client family objects
+(opentelemetry-exporter-prometheus) and then encodes those: most of a scrape's cost.
+This module writes the same exposition straight from the collected data points,
+sample for sample (the test suite checks that against the reference path), with the
+same naming (the exporter's own name, unit and attribute mappings are reused) and
+the same formatting (prometheus_client's float formatting and escaping rules):
+
+- a family per (name, description, unit, type), in first-seen order, after
+  ``target_info`` (the resource) when enabled; a monotonic sum is a counter
+  (``_total``), a cumulative non-monotonic sum and a gauge are gauges, an explicit
+  histogram is a histogram; exponential histograms are not exposed (the exporter
+  does not expose them either);
+- labels: optional scope labels, then the point's attributes, names sanitised,
+  non-string values JSON-encoded, every series of a metric carrying the same label
+  names (missing ones empty), sorted;
+- each series' label block is rendered once and cached between scrapes; the cache
+  keeps only the series seen in the latest scrape, so it follows new and dropped
+  series and reloads on its own.
+
+Names that clash with an earlier family are left out as on the reference path
+(:func:`ron_metrics.hub.without_name_clashes`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from json import dumps
+from typing import Any
+
+from opentelemetry.exporter.prometheus._mapping import (
+    map_unit,
+    sanitize_attribute,
+    sanitize_full_name,
+)
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    Sum,
+)
+from prometheus_client import utils as _prometheus_utils
+
+from ron_metrics.exporters.prometheus.render import Format
+
+__all__ = ["DirectEncoder"]
+
+_TARGET_NAME = "target"
+_TARGET_HELP = "Target metadata"
+_LEGACY_LABEL_RUNES = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+)
+# Encoding holds the GIL; every this many series it is let go for a moment, so the
+# event loop answers /healthz and /readyz while a large scrape renders.
+_YIELD_EVERY = 2000
+_NO_DESCRIPTION = "Instrument {} (no description)."
+
+
+@dataclass(slots=True)
+class _Sample:
+    name: str  # suffix after the family name: "", "_total", "_bucket", ...
+    labels: str  # the rendered label block, without braces
+    value: str
+    identity: tuple[str, str] = ("", "")
+
+
+@dataclass(slots=True)
+class _Family:
+    name: str
+    type: str
+    documentation: str
+    unit: str
+    labelnames: tuple[str, ...]
+    samples: list[_Sample] = field(default_factory=list)
+
+
+def _label_value(value: Any) -> str:
+    return _text(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _label_pairs(names: Sequence[str], values: Sequence[str]) -> list[tuple[str, str]]:
+    return sorted(zip(names, values, strict=False))
+
+
+def _block(pairs: Sequence[tuple[str, str]]) -> str:
+    return ",".join(f'{name}="{_label_value(value)}"' for name, value in pairs)
+
+
+def _family_name(metric_name: str, unit: str, kind: str) -> str:
+    name = metric_name
+    if kind == "counter" and name.endswith("_total"):
+        name = name[:-6]
+    if unit and not name.endswith("_" + unit):
+        name += "_" + unit
+    return name
+
+
+def _kind(metric: Metric) -> str | None:
+    data = metric.data
+    if isinstance(data, Sum):
+        cumulative = data.aggregation_temporality == AggregationTemporality.CUMULATIVE
+        return "gauge" if (not data.is_monotonic and cumulative) else "counter"
+    if isinstance(data, Gauge):
+        return "gauge"
+    if isinstance(data, Histogram):
+        return "histogram"
+    return None  # exponential histograms: not exposed, as on the reference path
+
+
+class DirectEncoder:
+    """
+    Encodes collections; keeps each series' label block between scrapes.
+
+    Args:
+        target_info: Emit ``target_info`` with the resource attributes.
+        scope_labels: Put ``otel_scope_*`` labels on every series.
+        on_clash: Told the name of a family left out because its name clashes.
+    """
+
+    def __init__(
+        self,
+        *,
+        target_info: bool = True,
+        scope_labels: bool = False,
+        on_clash: Callable[[str], None] | None = None,
+    ) -> None:
+        self._target_info = target_info
+        self._scope_labels = scope_labels
+        self._on_clash = on_clash or (lambda _name: None)
+        self._blocks: dict[Any, str] = {}
+        self._next_blocks: dict[Any, str] = {}
+
+    def encode(self, data: MetricsData, fmt: Format) -> bytes:
+        """
+        The exposition of ``data`` in ``fmt``. Blocking; call it off the event loop.
+        """
+        self._next_blocks = {}
+        families = _without_clashes(list(self._families(data)), self._on_clash)
+        self._blocks, self._next_blocks = self._next_blocks, {}
+        writer = _write_openmetrics if fmt is Format.OPENMETRICS else _write_text
+        return "".join(writer(families)).encode("utf-8")
+
+    # -- translation ------------------------------------------------------------
+
+    def _families(self, data: MetricsData) -> Iterator[_Family]:
+        families: dict[str, _Family] = {}
+        if self._target_info and data.resource_metrics:
+            families[_TARGET_NAME] = self._target(data)
+        series = 0
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                scope = self._scope_attributes(sm.scope)
+                for metric in sm.metrics:
+                    series += self._translate(metric, scope, families)
+                    if series >= _YIELD_EVERY:
+                        series = 0
+                        time.sleep(0)
+        yield from families.values()
+
+    def _target(self, data: MetricsData) -> _Family:
+        attributes: dict[str, Any] = {}
+        for rm in data.resource_metrics:
+            attributes = {**attributes, **rm.resource.attributes}
+        labels = {sanitize_attribute(k): v for k, v in attributes.items()}
+        block = _block(sorted((k, v) for k, v in labels.items()))
+        family = _Family(_TARGET_NAME, "info", _TARGET_HELP, "", tuple(labels))
+        family.samples.append(_Sample("_info", block, "1.0"))
+        return family
+
+    def _scope_attributes(self, scope: Any) -> dict[str, Any]:
+        if not self._scope_labels:
+            return {}
+        attrs: dict[str, Any] = {
+            "otel_scope_" + key: value
+            for key, value in (scope.attributes or {}).items()
+        }
+        attrs["otel_scope_name"] = scope.name or ""
+        attrs["otel_scope_version"] = scope.version or ""
+        attrs["otel_scope_schema_url"] = scope.schema_url or ""
+        return attrs
+
+    def _translate(
+        self, metric: Metric, scope: Mapping[str, Any], families: dict[str, _Family]
+    ) -> int:
+        kind = _kind(metric)
+        if kind is None:
+            return 0
+        metric_name = sanitize_full_name(metric.name)
+        if not metric_name:
+            return 0
+        description = metric.description or _NO_DESCRIPTION.format(metric.name)
+        unit = map_unit(metric.unit or "")
+        points = metric.data.data_points
+        rows = [
+            {
+                sanitize_attribute(k): v
+                for k, v in chain(scope.items(), (p.attributes or {}).items())
+            }
+            for p in points
+        ]
+        keys = tuple(sorted({key for row in rows for key in row}))
+        family_id = f"{metric_name}|{description}|{unit}|{kind}"
+        family = families.get(family_id)
+        if family is None:
+            family = _Family(
+                _family_name(metric_name, unit, kind), kind, description, unit, keys
+            )
+            families[family_id] = family
+        for point, row in zip(points, rows, strict=True):
+            values = tuple(_text(row.get(k, "")) for k in keys)
+            self._add_point(family, values, point)
+        return len(points)
+
+    def _cached_block(self, names: tuple[str, ...], values: tuple[str, ...]) -> str:
+        key = (names, values)
+        block = self._blocks.get(key)
+        if block is None:
+            block = _block(_label_pairs(names, values))
+        self._next_blocks[key] = block
+        return block
+
+    def _add_point(
+        self,
+        family: _Family,
+        values: tuple[str, ...],
+        point: NumberDataPoint | HistogramDataPoint | Any,
+    ) -> None:
+        # The family's label names are its first metric's: a later metric merged into
+        # it is zipped against them by position, as the reference path does.
+        names = family.labelnames
+        block = self._cached_block(names, values)
+        identity = (family.name, block)
+        if not isinstance(point, HistogramDataPoint):
+            suffix = "_total" if family.type == "counter" else ""
+            family.samples.append(
+                _Sample(suffix, block, _number(point.value), identity)
+            )
+            return
+        before = self._cached_block(*_split(names, values, below=True))
+        after = self._cached_block(*_split(names, values, below=False))
+        total = 0
+        bounds = [*(f"{b}" for b in point.explicit_bounds), "+Inf"]
+        for bound, count in zip(bounds, point.bucket_counts, strict=False):
+            total += count
+            le = f'le="{_label_value(bound)}"'
+            joined = ",".join(part for part in (before, le, after) if part)
+            family.samples.append(_Sample("_bucket", joined, _number(total), identity))
+        if float(bounds[0]) >= 0:
+            family.samples.append(_Sample("_count", block, _number(total), identity))
+            family.samples.append(_Sample("_sum", block, _number(point.sum), identity))
+
+
+def _without_clashes(
+    families: list[_Family], on_clash: Callable[[str], None]
+) -> list[_Family]:
+    # The reference path's rule (see ron_metrics.hub.without_name_clashes): the
+    # first family keeps a name; a later one reusing any of its names is left
+    # out, and a series repeated within a family is kept once.
+    from ron_metrics.hub import SAMPLE_SUFFIXES
+
+    taken: set[str] = set()
+    kept: list[_Family] = []
+    for family in families:
+        names = {family.name} | {family.name + s.name for s in family.samples}
+        names.update(
+            family.name + suffix for suffix in SAMPLE_SUFFIXES.get(family.type, ())
+        )
+        if names & taken:
+            on_clash(family.name)
+            continue
+        taken |= names
+        seen: set[tuple[str, str]] = set()
+        unique = []
+        for sample in family.samples:
+            key = (sample.name, sample.labels)
+            if key not in seen:
+                seen.add(key)
+                unique.append(sample)
+        if len(unique) != len(family.samples):
+            family.samples = unique
+            on_clash(family.name)
+        kept.append(family)
+    return kept
+
+
+def _number(value: float) -> str:
+    # prometheus_client's own formatting (Go-style exponents, +Inf, NaN).
+    text: str = _prometheus_utils.floatToGoString(value)  # type: ignore[no-untyped-call]  # untyped upstream
+    return text
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else dumps(value, default=str)
+
+
+def _split(
+    names: tuple[str, ...], values: tuple[str, ...], *, below: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    # The labels sorted before and after "le" (an attribute named "le" is replaced
+    # by the bucket bound, as on the reference path).
+    pairs = [
+        (n, v)
+        for n, v in zip(names, values, strict=False)
+        if (n < "le" if below else n > "le")
+    ]
+    return tuple(n for n, _ in pairs), tuple(v for _, v in pairs)
+
+
+def _help_text(documentation: str) -> str:
+    return documentation.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _help_openmetrics(documentation: str) -> str:
+    return _help_text(documentation).replace('"', r"\"")
+
+
+def _series_line(name: str, block: str, value: str) -> str:
+    if block:
+        return f"{name}{{{block}}} {value}\n"
+    return f"{name} {value}\n"
+
+
+def _write_text(families: Sequence[_Family]) -> Iterator[str]:
+    for family in families:
+        name, kind = family.name, family.type
+        if kind == "counter":
+            name += "_total"
+        elif kind == "info":
+            name += "_info"
+            kind = "gauge"
+        yield f"# HELP {name} {_help_text(family.documentation)}\n"
+        yield f"# TYPE {name} {kind}\n"
+        for sample in family.samples:
+            yield _series_line(family.name + sample.name, sample.labels, sample.value)
+
+
+def _openmetrics_sample_name(name: str) -> str:
+    if all(ch in _LEGACY_LABEL_RUNES for ch in name):
+        return name
+    return "".join(ch if ch in _LEGACY_LABEL_RUNES else "_" for ch in name)
+
+
+def _write_openmetrics(families: Sequence[_Family]) -> Iterator[str]:
+    for family in families:
+        yield f"# HELP {family.name} {_help_openmetrics(family.documentation)}\n"
+        yield f"# TYPE {family.name} {family.type}\n"
+        if family.unit:
+            yield f"# UNIT {family.name} {family.unit}\n"
+        for sample in family.samples:
+            name = _openmetrics_sample_name(family.name + sample.name)
+            yield _series_line(name, sample.labels, sample.value)
+    yield "# EOF\n"
