@@ -91,15 +91,27 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     size = 10_000 if 10_000 in results["scrape"] else sizes[-1]
     at = results["scrape"][size]
     ratio = _paired(
-        at["ron-metrics render path"]["ms"],
-        at["prometheus_client generate_latest"]["ms"],
+        at["ron-metrics direct encoder (text)"]["ms"],
+        at["prometheus_client generate_latest (no _created)"]["ms"],
     )
     rows.append(
         (
-            f"{size:,}-series scrape ≤ 1.0× prometheus_client `generate_latest`",
+            f"{size:,}-series scrape ≤ 1.0× prometheus_client `generate_latest` (no `_created`)",
+            f"{ratio:.2f}×",
+            "collect + encode vs encode alone; median of per-round ms ratios",
+            ratio <= 1.0,
+        )
+    )
+    ratio = _paired(
+        at["ron-metrics direct encoder (text)"]["ms"],
+        at["ron-metrics reference path (exporter-prometheus)"]["ms"],
+    )
+    rows.append(
+        (
+            f"{size:,}-series scrape ≤ 0.4× the reference (exporter-prometheus) path",
             f"{ratio:.2f}×",
             "median of per-round ms ratios",
-            ratio <= 1.0,
+            ratio <= 0.4,
         )
     )
     http = results.get("http") or {}

@@ -16,10 +16,16 @@ from common import Figure
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    disable_created_metrics,
+    enable_created_metrics,
+    generate_latest,
+)
 from prometheus_client import Counter as PromCounter
 
 from ron_metrics import Runtime, start
+from ron_metrics.exporters.prometheus.encode import DirectEncoder
 from ron_metrics.exporters.prometheus.render import Format, render
 from ron_metrics.testing import config_for_tests
 
@@ -28,7 +34,7 @@ def _labels(n: int) -> list[tuple[str, str]]:
     return [(f"/route/{i % 100}", f"key-{i:07d}") for i in range(n)]
 
 
-def _ron(n: int) -> tuple[Runtime, Callable[[], bytes]]:
+def _ron(n: int) -> tuple[Runtime, dict[str, Callable[[], bytes]]]:
     runtime = start(
         config_for_tests(cardinality={"max_series": n + 10}, exporter={"kind": "none"}),
         set_global=False,
@@ -37,19 +43,44 @@ def _ron(n: int) -> tuple[Runtime, Callable[[], bytes]]:
     for route, key in _labels(n):
         counter.add(1, {"route": route, "key": key})
     hub = runtime.hub
+    direct = DirectEncoder()
 
-    def scrape() -> bytes:
+    def reference() -> bytes:
         return render(hub.scrape(), Format.TEXT, gzip_ok=False, max_bytes=1 << 31).body
 
-    return runtime, scrape
+    def direct_text() -> bytes:
+        data = hub.capture()
+        assert data is not None
+        return direct.encode(data, Format.TEXT)
+
+    def direct_openmetrics() -> bytes:
+        data = hub.capture()
+        assert data is not None
+        return direct.encode(data, Format.OPENMETRICS)
+
+    return runtime, {
+        "ron-metrics direct encoder (text)": direct_text,
+        "ron-metrics direct encoder (OpenMetrics)": direct_openmetrics,
+        "ron-metrics reference path (exporter-prometheus)": reference,
+    }
 
 
-def _prometheus_client(n: int) -> Callable[[], bytes]:
+def _prometheus_client(n: int, *, created: bool = False) -> Callable[[], bytes]:
     registry = CollectorRegistry()
     counter = PromCounter("requests", "Requests.", ["route", "key"], registry=registry)
     for route, key in _labels(n):
         counter.labels(route, key).inc()
-    return lambda: generate_latest(registry)
+
+    def scrape() -> bytes:
+        # A fair comparison: by default prometheus_client writes an extra
+        # `_created` line per series, which ron-metrics does not emit.
+        (enable_created_metrics if created else disable_created_metrics)()
+        try:
+            return generate_latest(registry)
+        finally:
+            enable_created_metrics()
+
+    return scrape
 
 
 def _naive_otel(n: int) -> tuple[MeterProvider, Callable[[], bytes]]:
@@ -70,11 +101,14 @@ def measure(sizes: list[int], repeats: int) -> dict[int, dict[str, dict[str, Any
     """Per size: median [min,max] ms per scrape, peak MiB during one scrape, bytes."""
     results: dict[int, dict[str, dict[str, Any]]] = {}
     for n in sizes:
-        runtime, ron_scrape = _ron(n)
+        runtime, ron_paths = _ron(n)
         provider, naive = _naive_otel(n)
         candidates = {
-            "ron-metrics render path": ron_scrape,
-            "prometheus_client generate_latest": _prometheus_client(n),
+            **ron_paths,
+            "prometheus_client generate_latest (no _created)": _prometheus_client(n),
+            "prometheus_client generate_latest (with _created)": _prometheus_client(
+                n, created=True
+            ),
             "naive OTel (PrometheusMetricReader + generate_latest)": naive,
         }
         try:

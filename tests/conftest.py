@@ -118,16 +118,21 @@ def run_python(code: str) -> str:
     ).stdout
 
 
-def demo_command(config: str, tick: str = "0.2") -> tuple[list[str], dict[str, str]]:
-    """The argv and a clean environment (no RON_METRICS_*/OTEL_*) to run the demo."""
-    import os
-    import sys
-
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without RON_METRICS_*/OTEL_* (plus ``extra``)."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("RON_METRICS_", "OTEL_"))
     }
+    env.update(extra)
+    return env
+
+
+def demo_command(config: str, tick: str = "0.2") -> tuple[list[str], dict[str, str]]:
+    """The argv and a clean environment (no RON_METRICS_*/OTEL_*) to run the demo."""
+    import sys
+
     return [
         sys.executable,
         "-m",
@@ -137,4 +142,4 @@ def demo_command(config: str, tick: str = "0.2") -> tuple[list[str], dict[str, s
         config,
         "--tick",
         tick,
-    ], env
+    ], clean_env()

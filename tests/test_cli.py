@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import demo_command
+from conftest import clean_env, demo_command
 from ron_metrics.cli import main
 
 
@@ -93,7 +93,7 @@ class TestCheckConfig:
             text=True,
             timeout=60,
             check=False,
-            env={"PATH": "/usr/bin"},
+            env=clean_env(),
         )
         assert result.returncode == 2
         assert fragment in result.stderr
@@ -116,7 +116,7 @@ class TestCheckConfig:
             text=True,
             timeout=60,
             check=False,
-            env={"PATH": "/usr/bin"},
+            env=clean_env(),
         )
         assert result.returncode == 0
         warning = json.loads(result.stderr.splitlines()[0])

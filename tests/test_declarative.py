@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import clean_env
 from ron_metrics import ConfigError, load_config
 
 DECLARATIVE = """
@@ -204,7 +205,7 @@ class TestDeclarativeFile:
         toml = load_config(write(tmp_path, EQUIVALENT_TOML, "ron.toml"), env={})
         result = subprocess.run(
             [sys.executable, "-m", "ron_metrics", "check-config"],
-            env={"OTEL_CONFIG_FILE": write(tmp_path, DECLARATIVE), "PATH": "/usr/bin"},
+            env=clean_env(OTEL_CONFIG_FILE=write(tmp_path, DECLARATIVE)),
             capture_output=True,
             text=True,
             timeout=60,

@@ -101,7 +101,12 @@ def build_provider(config: Config) -> BuiltProvider:
     Raises:
         ConfigError: If a view cannot be built.
     """
-    views = build_views(config.cardinality)
+    # Exemplars only travel over OTLP: without an OTLP sink at start (or with the
+    # filter off), no reservoir is kept.
+    exemplars = (
+        config.exporter.otlp_enabled and config.sdk.exemplar_filter != "always_off"
+    )
+    views = build_views(config.cardinality, exemplars=exemplars)
     prometheus = config.exporter.prometheus
     hub = HubReader(
         target_info=prometheus.target_info,

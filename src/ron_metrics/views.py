@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from opentelemetry.sdk.metrics import Histogram
+from opentelemetry.sdk.metrics import ExemplarReservoir, Histogram
 from opentelemetry.sdk.metrics.view import (
     Aggregation,
     DefaultAggregation,
@@ -80,6 +80,26 @@ class _Buckets(Aggregation):
         )
 
 
+class _NoExemplars(ExemplarReservoir):
+    """
+    A reservoir that keeps nothing: exemplars cost a collect per series per scrape,
+    and the Prometheus text formats never carry them.
+    """
+
+    def offer(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def collect(self, point_attributes: Any) -> list[Any]:
+        return []
+
+
+_NO_EXEMPLARS = _NoExemplars()
+
+
+def _no_exemplars(aggregation_type: Any) -> Any:
+    return lambda **_kwargs: _NO_EXEMPLARS
+
+
 class _ExclusiveView(View):
     """
     A View that steps aside for instruments claimed by higher-priority patterns.
@@ -107,9 +127,12 @@ class _ExclusiveView(View):
 
 
 def _rule_view(
-    rule: InstrumentRule, excluded: Sequence[str], default_limit: int
+    rule: InstrumentRule,
+    excluded: Sequence[str],
+    default_limit: int,
+    reservoirs: dict[str, Any],
 ) -> View:
-    kwargs: dict[str, Any] = {"instrument_name": rule.pattern}
+    kwargs: dict[str, Any] = {"instrument_name": rule.pattern, **reservoirs}
     if rule.drop:
         kwargs["aggregation"] = DropAggregation()
     else:
@@ -122,20 +145,27 @@ def _rule_view(
     return _ExclusiveView(excluded=excluded, exclude_self=True, **kwargs)
 
 
-def build_views(cardinality: CardinalityConfig) -> list[View]:
+def build_views(
+    cardinality: CardinalityConfig, *, exemplars: bool = True
+) -> list[View]:
     """
     Build one view per instrument rule and a default view (self-metrics match neither).
+
+    Args:
+        exemplars: Keep exemplar reservoirs (only an OTLP export can carry them).
 
     Raises:
         ConfigError: If the SDK refuses a view built from the config.
     """
     views: list[View] = []
     claimed: list[str] = []
+    reservoirs = {} if exemplars else {"exemplar_reservoir_factory": _no_exemplars}
     try:
         for rule in cardinality.instruments:
-            views.append(_rule_view(rule, claimed, cardinality.max_series))
+            views.append(_rule_view(rule, claimed, cardinality.max_series, reservoirs))
             claimed.append(rule.pattern)
         default_kwargs: dict[str, Any] = {
+            **reservoirs,
             "instrument_name": "*",
             "aggregation_cardinality_limit": cardinality.max_series,
             "aggregation": _Buckets(None),

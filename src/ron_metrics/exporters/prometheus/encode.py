@@ -26,8 +26,9 @@ Names that clash with an earlier family are left out as on the reference path
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from json import dumps
@@ -74,6 +75,39 @@ class _Sample:
 
 
 @dataclass(slots=True)
+class _Scope:
+    scope: Any  # the SDK's scope object (identity check)
+    labels: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Series:
+    """
+    One series' labels, rendered: its sorted label names, values and block.
+    """
+
+    attributes: Any  # the SDK's attributes object (identity check), or None
+    scope: _Scope | None
+    keys: tuple[str, ...]
+    values: tuple[str, ...]
+    block: str
+    _around_le: tuple[str, str] | None = None
+
+    def around_le(self) -> tuple[str, str]:
+        """
+        The block split around a histogram's ``le`` label (an attribute named
+        ``le`` gives way to the bucket bound, as on the reference path).
+        """
+        if self._around_le is None:
+            pairs = list(zip(self.keys, self.values, strict=False))
+            self._around_le = (
+                _block([p for p in pairs if p[0] < "le"]),
+                _block([p for p in pairs if p[0] > "le"]),
+            )
+        return self._around_le
+
+
+@dataclass(slots=True)
 class _Family:
     name: str
     type: str
@@ -91,7 +125,7 @@ def _label_pairs(names: Sequence[str], values: Sequence[str]) -> list[tuple[str,
     return sorted(zip(names, values, strict=False))
 
 
-def _block(pairs: Sequence[tuple[str, str]]) -> str:
+def _block(pairs: Iterable[tuple[str, str]]) -> str:
     return ",".join(f'{name}="{_label_value(value)}"' for name, value in pairs)
 
 
@@ -136,16 +170,26 @@ class DirectEncoder:
         self._target_info = target_info
         self._scope_labels = scope_labels
         self._on_clash = on_clash or (lambda _name: None)
-        self._blocks: dict[Any, str] = {}
-        self._next_blocks: dict[Any, str] = {}
+        # Caches kept between scrapes; each scrape keeps only what it used.
+        self._cache: dict[tuple[int, int], _Series] = {}
+        self._next_cache: dict[tuple[int, int], _Series] = {}
+        self._scopes: dict[int, _Scope] = {}
+        self._next_scopes: dict[int, _Scope] = {}
+        self._blocks: dict[Any, _Series] = {}
+        self._next_blocks: dict[Any, _Series] = {}
+        self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def encode(self, data: MetricsData, fmt: Format) -> bytes:
         """
         The exposition of ``data`` in ``fmt``. Blocking; call it off the event loop.
         """
-        self._next_blocks = {}
+        self._next_cache, self._next_scopes, self._next_blocks = {}, {}, {}
         families = _without_clashes(list(self._families(data)), self._on_clash)
+        self._cache, self._next_cache = self._next_cache, {}
+        self._scopes, self._next_scopes = self._next_scopes, {}
         self._blocks, self._next_blocks = self._next_blocks, {}
+        if len(self._interned) > 4 * len(self._cache) + 1024:
+            self._interned = {}
         writer = _write_openmetrics if fmt is Format.OPENMETRICS else _write_text
         return "".join(writer(families)).encode("utf-8")
 
@@ -158,7 +202,7 @@ class DirectEncoder:
         series = 0
         for rm in data.resource_metrics:
             for sm in rm.scope_metrics:
-                scope = self._scope_attributes(sm.scope)
+                scope = self._scope(sm.scope)
                 for metric in sm.metrics:
                     series += self._translate(metric, scope, families)
                     if series >= _YIELD_EVERY:
@@ -176,20 +220,24 @@ class DirectEncoder:
         family.samples.append(_Sample("_info", block, "1.0"))
         return family
 
-    def _scope_attributes(self, scope: Any) -> dict[str, Any]:
-        if not self._scope_labels:
-            return {}
-        attrs: dict[str, Any] = {
-            "otel_scope_" + key: value
-            for key, value in (scope.attributes or {}).items()
-        }
-        attrs["otel_scope_name"] = scope.name or ""
-        attrs["otel_scope_version"] = scope.version or ""
-        attrs["otel_scope_schema_url"] = scope.schema_url or ""
-        return attrs
+    def _scope(self, scope: Any) -> _Scope:
+        found = self._scopes.get(id(scope))
+        if found is None or found.scope is not scope:
+            attrs: dict[str, Any] = {}
+            if self._scope_labels:
+                attrs = {
+                    "otel_scope_" + key: value
+                    for key, value in (scope.attributes or {}).items()
+                }
+                attrs["otel_scope_name"] = scope.name or ""
+                attrs["otel_scope_version"] = scope.version or ""
+                attrs["otel_scope_schema_url"] = scope.schema_url or ""
+            found = _Scope(scope, attrs)
+        self._next_scopes[id(scope)] = found
+        return found
 
     def _translate(
-        self, metric: Metric, scope: Mapping[str, Any], families: dict[str, _Family]
+        self, metric: Metric, scope: _Scope, families: dict[str, _Family]
     ) -> int:
         kind = _kind(metric)
         if kind is None:
@@ -200,14 +248,14 @@ class DirectEncoder:
         description = metric.description or _NO_DESCRIPTION.format(metric.name)
         unit = map_unit(metric.unit or "")
         points = metric.data.data_points
-        rows = [
-            {
-                sanitize_attribute(k): v
-                for k, v in chain(scope.items(), (p.attributes or {}).items())
-            }
-            for p in points
-        ]
-        keys = tuple(sorted({key for row in rows for key in row}))
+        series = [self._series(p.attributes, scope) for p in points]
+        first = series[0].keys if series else ()
+        uniform = all(s.keys is first for s in series)
+        keys = (
+            first
+            if uniform
+            else self._intern(tuple(sorted({key for s in series for key in s.keys})))
+        )
         family_id = f"{metric_name}|{description}|{unit}|{kind}"
         family = families.get(family_id)
         if family is None:
@@ -215,29 +263,54 @@ class DirectEncoder:
                 _family_name(metric_name, unit, kind), kind, description, unit, keys
             )
             families[family_id] = family
-        for point, row in zip(points, rows, strict=True):
-            values = tuple(_text(row.get(k, "")) for k in keys)
-            self._add_point(family, values, point)
+        own_blocks = uniform and family.labelnames is keys
+        for point, one in zip(points, series, strict=True):
+            if own_blocks:
+                self._add_point(family, one, point)
+            else:
+                # Labels missing from a series are empty; a merged metric is zipped
+                # against the family's label names by position (the reference's way).
+                row = dict(zip(one.keys, one.values, strict=True))
+                values = tuple(row.get(k, "") for k in keys)
+                self._add_point(family, self._aligned(family.labelnames, values), point)
         return len(points)
 
-    def _cached_block(self, names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    def _intern(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        return self._interned.setdefault(keys, keys)
+
+    def _series(self, attributes: Any, scope: _Scope) -> _Series:
+        # The SDK hands out the same attributes object for a series on every
+        # collection: its label block is rendered once and reused while it lives.
+        cache_key = (id(attributes), id(scope))
+        found = self._cache.get(cache_key)
+        if found is None or found.attributes is not attributes:
+            row = {
+                _sanitized(k): _text(v)
+                for k, v in chain(scope.labels.items(), (attributes or {}).items())
+            }
+            keys = self._intern(tuple(sorted(row)))
+            values = tuple(row[k] for k in keys)
+            pairs = zip(keys, values, strict=True)
+            found = _Series(attributes, scope, keys, values, _block(pairs))
+        self._next_cache[cache_key] = found
+        return found
+
+    def _aligned(self, names: tuple[str, ...], values: tuple[str, ...]) -> _Series:
         key = (names, values)
-        block = self._blocks.get(key)
-        if block is None:
-            block = _block(_label_pairs(names, values))
-        self._next_blocks[key] = block
-        return block
+        found = self._blocks.get(key)
+        if found is None:
+            pairs = _label_pairs(names, values)
+            found = _Series(None, None, names, values, _block(pairs))
+        self._next_blocks[key] = found
+        return found
 
     def _add_point(
         self,
         family: _Family,
-        values: tuple[str, ...],
+        series: _Series,
         point: NumberDataPoint | HistogramDataPoint | Any,
     ) -> None:
-        # The family's label names are its first metric's: a later metric merged into
-        # it is zipped against them by position, as the reference path does.
-        names = family.labelnames
-        block = self._cached_block(names, values)
+        block = series.block
         identity = (family.name, block)
         if not isinstance(point, HistogramDataPoint):
             suffix = "_total" if family.type == "counter" else ""
@@ -245,8 +318,7 @@ class DirectEncoder:
                 _Sample(suffix, block, _number(point.value), identity)
             )
             return
-        before = self._cached_block(*_split(names, values, below=True))
-        after = self._cached_block(*_split(names, values, below=False))
+        before, after = series.around_le()
         total = 0
         bounds = [*(f"{b}" for b in point.explicit_bounds), "+Inf"]
         for bound, count in zip(bounds, point.bucket_counts, strict=False):
@@ -293,26 +365,31 @@ def _without_clashes(
 
 
 def _number(value: float) -> str:
-    # prometheus_client's own formatting (Go-style exponents, +Inf, NaN).
-    text: str = _prometheus_utils.floatToGoString(value)  # type: ignore[no-untyped-call]  # untyped upstream
+    # prometheus_client's formatting: repr of the float, except +Inf/-Inf/NaN and
+    # Go-style exponents for large values, which its own function handles.
+    number = float(value)
+    text = repr(number)
+    if math.isnan(number) or math.isinf(number) or (number > 0 and text.find(".") > 6):
+        slow: str = _prometheus_utils.floatToGoString(number)  # type: ignore[no-untyped-call]  # untyped upstream
+        return slow
     return text
+
+
+_SANITIZED: dict[str, str] = {}
+
+
+def _sanitized(key: str) -> str:
+    # Attribute keys repeat on every series: sanitise each once.
+    name = _SANITIZED.get(key)
+    if name is None:
+        name = sanitize_attribute(key)
+        if len(_SANITIZED) < 65536:
+            _SANITIZED[key] = name
+    return name
 
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else dumps(value, default=str)
-
-
-def _split(
-    names: tuple[str, ...], values: tuple[str, ...], *, below: bool
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    # The labels sorted before and after "le" (an attribute named "le" is replaced
-    # by the bucket bound, as on the reference path).
-    pairs = [
-        (n, v)
-        for n, v in zip(names, values, strict=False)
-        if (n < "le" if below else n > "le")
-    ]
-    return tuple(n for n, _ in pairs), tuple(v for _, v in pairs)
 
 
 def _help_text(documentation: str) -> str:
