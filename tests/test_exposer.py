@@ -370,3 +370,27 @@ class TestExpositionOptions:
             'service_name="svc"' in body.split("target_info{", 1)[1].split("\n", 1)[0]
         )
         assert "otel_scope_name" not in body
+
+
+class TestEncoders:
+    @pytest.mark.parametrize("encoder", ["direct", "reference"])
+    @pytest.mark.parametrize("gzip_ok", [True, False])
+    def test_both_encoders_serve_the_same_samples(
+        self, start_runtime: StartFn, encoder: str, gzip_ok: bool
+    ) -> None:
+        """The direct encoder and the exporter-prometheus path serve the same samples."""
+        runtime = start_runtime(exporter=prometheus_config(encoder=encoder))
+        meter = runtime.get_meter("app")
+        meter.create_counter("orders", description='Say "hi"').add(7, {"shop": 'e"u'})
+        meter.create_histogram("wait", unit="s").record(0.3, {"route": "/a"})
+        headers = {"Accept-Encoding": "gzip" if gzip_ok else "identity"}
+        response = httpx.get(f"{runtime.address}/metrics", headers=headers, timeout=10)
+        assert response.status_code == 200
+        assert (response.headers.get("content-encoding") == "gzip") is gzip_ok
+        got = text_samples(response.text)
+        assert got[("orders_total", frozenset({("shop", 'e"u')}))] == 7
+        assert (
+            got[("wait_seconds_bucket", frozenset({("route", "/a"), ("le", "0.5")}))]
+            == 1
+        )
+        assert sample_value(runtime, "wait_seconds_count", route="/a") == 1

@@ -10,6 +10,7 @@ from ron_metrics.exporters.prometheus.render import (
     Format,
     ResponseTooLargeError,
     accepts_gzip,
+    finish_streaming,
     negotiate_format,
     render,
 )
@@ -133,3 +134,22 @@ class TestRender:
         assert caught.value.args == (size,)
         exact = render(self.families(), Format.TEXT, gzip_ok=False, max_bytes=size)
         assert len(exact.body) == size
+
+
+class TestStreamingGzip:
+    def test_streamed_gzip_decompresses_to_the_body(self) -> None:
+        """Pieces compressed as they come decompress to their concatenation."""
+        pieces = [f"line {i} " * 50 + "\n" for i in range(3000)]
+        rendered = finish_streaming(pieces, Format.TEXT, max_bytes=10_000_000)
+        assert rendered.gzipped
+        assert rendered.body[:2] == b"\x1f\x8b"
+        assert rendered.body[4:8] == b"\0\0\0\0"  # no timestamp
+        assert gzip.decompress(rendered.body) == "".join(pieces).encode()
+
+    def test_streamed_body_over_the_bound_is_refused(self) -> None:
+        """The uncompressed size is bounded while streaming, exactly at max_bytes."""
+        pieces = ["x" * 1000] * 200
+        exact = finish_streaming(pieces, Format.TEXT, max_bytes=200_000)
+        assert len(gzip.decompress(exact.body)) == 200_000
+        with pytest.raises(ResponseTooLargeError):
+            finish_streaming(pieces, Format.TEXT, max_bytes=199_999)

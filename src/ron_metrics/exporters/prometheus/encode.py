@@ -183,6 +183,12 @@ class DirectEncoder:
         """
         The exposition of ``data`` in ``fmt``. Blocking; call it off the event loop.
         """
+        return "".join(self.chunks(data, fmt)).encode("utf-8")
+
+    def chunks(self, data: MetricsData, fmt: Format) -> Iterator[str]:
+        """
+        The exposition of ``data`` in ``fmt``, as text pieces (for streaming).
+        """
         self._next_cache, self._next_scopes, self._next_blocks = {}, {}, {}
         families = _without_clashes(list(self._families(data)), self._on_clash)
         self._cache, self._next_cache = self._next_cache, {}
@@ -191,7 +197,7 @@ class DirectEncoder:
         if len(self._interned) > 4 * len(self._cache) + 1024:
             self._interned = {}
         writer = _write_openmetrics if fmt is Format.OPENMETRICS else _write_text
-        return "".join(writer(families)).encode("utf-8")
+        return writer(families)
 
     # -- translation ------------------------------------------------------------
 

@@ -9,6 +9,7 @@ parsing is bounded: at most :data:`MAX_MEDIA_RANGES` entries are considered.
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -25,6 +26,7 @@ __all__ = [
     "accepts_gzip",
     "encode",
     "finish",
+    "finish_streaming",
     "negotiate_format",
     "render",
 ]
@@ -163,6 +165,43 @@ def render(
         ResponseTooLargeError: If the uncompressed body exceeds ``max_bytes``.
     """
     return finish(encode(families, fmt), fmt, gzip_ok=gzip_ok, max_bytes=max_bytes)
+
+
+# Text is compressed in pieces of about this many characters.
+STREAM_CHUNK_CHARS = 64 * 1024
+
+
+def finish_streaming(pieces: Iterable[str], fmt: Format, *, max_bytes: int) -> Rendered:
+    """
+    Gzip an exposition as it is produced: the uncompressed body is never held whole.
+
+    Raises:
+        ResponseTooLargeError: If the uncompressed body exceeds ``max_bytes``.
+    """
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out: list[bytes] = []
+    size = 0
+    batch: list[str] = []
+    batched = 0
+
+    def flush() -> None:
+        nonlocal size, batched
+        data = "".join(batch).encode("utf-8")
+        batch.clear()
+        batched = 0
+        size += len(data)
+        if size > max_bytes:
+            raise ResponseTooLargeError(size)
+        out.append(compressor.compress(data))
+
+    for piece in pieces:
+        batch.append(piece)
+        batched += len(piece)
+        if batched >= STREAM_CHUNK_CHARS:
+            flush()
+    flush()
+    out.append(compressor.flush())
+    return Rendered(b"".join(out), fmt.content_type, True)
 
 
 def finish(body: bytes, fmt: Format, *, gzip_ok: bool, max_bytes: int) -> Rendered:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ron_metrics.exporters.prometheus.render import Format, Rendered, finish
+from ron_metrics.exporters.prometheus.render import Format, Rendered
 
 __all__ = ["ScrapeCoalescer"]
 
@@ -32,24 +32,20 @@ class ScrapeCoalescer:
     Shares one collection among concurrent scrapes.
 
     Args:
-        collect: Blocking call that collects once (a snapshot ``encode`` reads).
-        encode: Blocking call that encodes a snapshot in a format.
-        executor: Where collection and encoding run.
-        max_bytes: Bound on an uncompressed body.
+        collect: Blocking call that collects once (a snapshot ``render`` reads).
+        render: Blocking call that renders a snapshot: format, gzip or not.
+        executor: Where collection and rendering run.
     """
 
     def __init__(
         self,
         collect: Callable[[], Any],
-        encode: Callable[[Any, Format], bytes],
+        render: Callable[[Any, Format, bool], Rendered],
         executor: concurrent.futures.Executor,
-        *,
-        max_bytes: int,
     ) -> None:
         self._collect = collect
-        self._encode = encode
+        self._render = render
         self._executor = executor
-        self._max_bytes = max_bytes
         self._flight: _Flight | None = None
 
     async def get(self, fmt: Format, *, gzip_ok: bool) -> Rendered:
@@ -72,12 +68,7 @@ class ScrapeCoalescer:
         if rendering is None:
             rendering = loop.run_in_executor(
                 self._executor,
-                lambda: finish(
-                    self._encode(collected, fmt),
-                    fmt,
-                    gzip_ok=gzip_ok,
-                    max_bytes=self._max_bytes,
-                ),
+                lambda: self._render(collected, fmt, gzip_ok),
             )
             flight.renders[key] = rendering
         return await asyncio.shield(rendering)

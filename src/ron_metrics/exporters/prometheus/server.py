@@ -29,7 +29,13 @@ from ron_metrics.errors import ExposerError
 from ron_metrics.exporters.prometheus._wire import GuardedServer, WireLimits
 from ron_metrics.exporters.prometheus.app import ExposerState, create_app
 from ron_metrics.exporters.prometheus.encode import DirectEncoder
-from ron_metrics.exporters.prometheus.render import encode
+from ron_metrics.exporters.prometheus.render import (
+    Format,
+    Rendered,
+    finish,
+    finish_streaming,
+    render,
+)
 from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
 from ron_metrics.families import SelfMetrics
 from ron_metrics.health import HealthSnapshot
@@ -258,9 +264,10 @@ class PrometheusSink:
         max_bytes = self.config.max_response_bytes
         if self.config.encoder == "reference":
             # The translate-then-encode path of opentelemetry-exporter-prometheus.
-            return ScrapeCoalescer(
-                self._hub.scrape, encode, executor, max_bytes=max_bytes
-            )
+            def render_reference(families: Any, fmt: Format, gzip_ok: bool) -> Rendered:
+                return render(families, fmt, gzip_ok=gzip_ok, max_bytes=max_bytes)
+
+            return ScrapeCoalescer(self._hub.scrape, render_reference, executor)
         direct = DirectEncoder(
             target_info=self._hub.target_info,
             scope_labels=self._hub.scope_labels,
@@ -270,7 +277,17 @@ class PrometheusSink:
         def collect() -> MetricsData:
             return self._hub.capture() or MetricsData(resource_metrics=[])
 
-        return ScrapeCoalescer(collect, direct.encode, executor, max_bytes=max_bytes)
+        def render_direct(data: MetricsData, fmt: Format, gzip_ok: bool) -> Rendered:
+            if gzip_ok:
+                # Compressed as it is written: never a second full copy.
+                return finish_streaming(
+                    direct.chunks(data, fmt), fmt, max_bytes=max_bytes
+                )
+            return finish(
+                direct.encode(data, fmt), fmt, gzip_ok=False, max_bytes=max_bytes
+            )
+
+        return ScrapeCoalescer(collect, render_direct, executor)
 
     async def _launch(self) -> None:
         if self._sock is None or self.state is None:
