@@ -15,7 +15,7 @@ from ron_metrics import start
 from ron_metrics.testing import config_for_tests
 
 
-def _runtime(series: int):  # type: ignore[no-untyped-def]
+def _runtime(series: int):  # type: ignore[no-untyped-def]  # returns a runtime or a peer
     runtime = start(
         config_for_tests(
             cardinality={"max_series": series + 10}, exporter={"kind": "prometheus"}

@@ -99,7 +99,7 @@ def _wait_and(stop: object) -> None:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     print("ready", flush=True)
     done.wait()
-    stop()  # type: ignore[operator]
+    stop()  # type: ignore[operator]  # a shutdown callable of either server
 
 
 if __name__ == "__main__":

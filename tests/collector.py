@@ -147,7 +147,7 @@ class Rotel:
         point = None
         while time.monotonic() < deadline:
             point = self.latest(metric, **attributes)
-            if point is not None and predicate(point):  # type: ignore[operator]
+            if point is not None and predicate(point):  # type: ignore[operator]  # a callable passed as object
                 return point
             time.sleep(0.2)
         return point

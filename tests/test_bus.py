@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import threading
 
-from ron_metrics.bus import Bus, ConfigUpdated, Draining, ExporterSwitched
+from ron_metrics.bus import Bus, ConfigUpdated, Draining, Event, ExporterSwitched
+
+
+def _publish_many(bus: Bus, count: int) -> None:
+    for _ in range(count):
+        bus.publish(Draining())
 
 
 class TestBus:
@@ -10,7 +15,7 @@ class TestBus:
         """Events are broadcast in order to every subscriber."""
         bus = Bus()
         first, second = bus.subscribe(), bus.subscribe()
-        events = [Draining(), ExporterSwitched("prometheus", "otlp")]
+        events: list[Event] = [Draining(), ExporterSwitched("prometheus", "otlp")]
         for event in events:
             bus.publish(event)
         assert first.drain() == events
@@ -34,10 +39,7 @@ class TestBus:
         bus = Bus()
         subscription = bus.subscribe(capacity=50)
         threads = [
-            threading.Thread(
-                target=lambda: [bus.publish(Draining()) for _ in range(500)]
-            )
-            for _ in range(4)
+            threading.Thread(target=lambda: _publish_many(bus, 500)) for _ in range(4)
         ]
         for thread in threads:
             thread.start()

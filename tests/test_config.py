@@ -156,7 +156,7 @@ class TestResourceAllowlist:
         config = load_config(
             env=env,  # type: ignore[arg-type]  # the table's env values are strings
             defaults=source.get("defaults"),
-            **source.get("overrides", {}),  # type: ignore[arg-type]
+            **source.get("overrides", {}),  # type: ignore[arg-type]  # sections as plain dicts
         )
         assert dict(config.labels.extra) == {"k8s.pod.name": "api-7"}
 

@@ -140,11 +140,9 @@ def test_direct_encoder_writes_what_the_reference_writes(
         assert encoder.encode(data, fmt) == ours
 
 
-def samples(
-    body: str, fmt: Format
-) -> list[tuple[str, tuple[tuple[str, str], ...], float]]:
+def samples(body: str, fmt: Format) -> list[tuple[str, tuple[Any, ...], object]]:
     parse = parse_openmetrics if fmt is Format.OPENMETRICS else parse_text
-    found = []
+    found: list[tuple[str, tuple[Any, ...], object]] = []
     for family in parse(body):
         for sample in family.samples:
             value = "nan" if math.isnan(sample.value) else sample.value

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.metrics import CallbackOptions, Observation
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_om,
 )
@@ -76,15 +77,18 @@ class TestServing:
             "application/openmetrics-text; version=1.0.0"
         )
         assert response.text.endswith("# EOF\n")
-        families = {family.name: family for family in parse_om(response.text)}
+        families = {
+            family.name: family
+            for family in parse_om(response.text)  # type: ignore[no-untyped-call]  # unannotated upstream
+        }
         assert families["jobs"].samples[0].value == 3
 
     def test_gzip_when_asked(self, start_runtime: StartFn) -> None:
         """Accept-Encoding: gzip gets a gzip body that decompresses to the text format."""
         runtime = start_runtime(exporter=prometheus_config())
         with socket.create_connection(
-            ("127.0.0.1", int(runtime.address.rsplit(":", 1)[1]))
-        ) as sock:  # type: ignore[union-attr]
+            ("127.0.0.1", int(str(runtime.address).rsplit(":", 1)[1]))
+        ) as sock:
             sock.sendall(
                 b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
             )
@@ -179,7 +183,7 @@ class TestSingleFlight:
         runtime = start_runtime(exporter=prometheus_config())
         gate = threading.Event()
 
-        def slow(_options: object) -> list[object]:
+        def slow(_options: CallbackOptions) -> list[Observation]:
             gate.wait(5)
             return []
 
@@ -285,11 +289,11 @@ class TestAccessLog:
         runtime = start_runtime(exporter=prometheus_config(scrape_timeout="200ms"))
         gate = threading.Event()
 
-        def slow(_options: object) -> list[object]:
+        def slow(_options: CallbackOptions) -> list[Observation]:
             gate.wait(5)
             return []
 
-        runtime.get_meter("app").create_observable_gauge("slow", callbacks=[slow])  # type: ignore[list-item]  # a callback that yields no observation
+        runtime.get_meter("app").create_observable_gauge("slow", callbacks=[slow])
         with caplog.at_level(logging.INFO, logger="ron_metrics.access"):
             response = httpx.get(f"{runtime.address}/metrics", timeout=10)
             gate.set()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from conftest import StartFn, prometheus_config, require
 from ron_metrics import ConfigError, ExposerError
@@ -286,7 +287,7 @@ class TestLimits:
         runtime = start_runtime(exporter=prometheus_config(max_in_flight=2))
         gate = threading.Event()
 
-        def slow(_options: object) -> list[object]:
+        def slow(_options: CallbackOptions) -> list[Observation]:
             gate.wait(10)
             return []
 

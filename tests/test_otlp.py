@@ -5,7 +5,7 @@ import ssl
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -28,7 +28,7 @@ def _rotel(tmp_path: Path) -> Iterator[Rotel]:
 
 
 def otlp_exporter(endpoint: str, protocol: str, **extra: object) -> dict[str, object]:
-    otlp = {
+    otlp: dict[str, object] = {
         "endpoint": endpoint,
         "protocol": protocol,
         "interval": "500ms",
@@ -253,7 +253,7 @@ class TestSwitching:
                 at_switch_end.append((snapshot.ready, snapshot.degraded))
             remove(name)
 
-        runtime.health.remove = observing_remove  # type: ignore[method-assign]
+        runtime.health.remove = observing_remove  # type: ignore[method-assign]  # observe calls
         http_statuses: list[int] = []
         try:
             for index, step in enumerate(steps):
@@ -364,7 +364,7 @@ class TestReloadValidation:
         assert runtime.address == address
 
 
-def runtime_digest_before(events: list[object]) -> str:
+def runtime_digest_before(events: Sequence[object]) -> str:
     from ron_metrics.bus import ConfigUpdated
 
     (updated,) = [event for event in events if isinstance(event, ConfigUpdated)]

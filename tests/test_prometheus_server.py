@@ -69,7 +69,7 @@ def wait_for_value(
         except (httpx.HTTPError, KeyError, json.JSONDecodeError):
             result = []
         if result:
-            seen = float(result[0]["value"][1])  # type: ignore[index]
+            seen = float(result[0]["value"][1])  # type: ignore[index]  # JSON from the query API
             if seen == expected:
                 return seen
         time.sleep(0.5)
@@ -89,7 +89,7 @@ class TestRealPrometheus:
         for _ in range(42):
             counter.add(1, {"shop": "eu"})
         target = str(runtime.address).removeprefix("http://")
-        base = prometheus_for(target)  # type: ignore[operator]
+        base = prometheus_for(target)  # type: ignore[operator]  # fixture factory
         assert wait_for_value(base, 'up{job="ron"}', 1.0) == 1.0
         assert wait_for_value(base, 'checkout_total{shop="eu"}', 42.0) == 42.0
         counter.add(8, {"shop": "eu"})
@@ -109,6 +109,6 @@ class TestRealPrometheus:
         )
         runtime.get_meter("app").create_counter("secure_hits").add(5)
         target = str(runtime.address).removeprefix("https://")
-        base = prometheus_for(target, ca_file=pki.path("ca.pem"))  # type: ignore[operator]
+        base = prometheus_for(target, ca_file=pki.path("ca.pem"))  # type: ignore[operator]  # fixture factory
         assert wait_for_value(base, 'up{job="ron"}', 1.0) == 1.0
         assert wait_for_value(base, "secure_hits_total", 5.0) == 5.0

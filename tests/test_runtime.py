@@ -17,11 +17,16 @@ class TestLifecycle:
         runtime = start(
             config_for_tests(exporter={"kind": "prometheus"}), set_global=False
         )
-        assert runtime.state is RuntimeState.RUNNING
+        states = [runtime.state]
         runtime.shutdown()
-        assert runtime.state is RuntimeState.STOPPED
+        states.append(runtime.state)
         runtime.shutdown()
-        assert runtime.state is RuntimeState.STOPPED
+        states.append(runtime.state)
+        assert states == [
+            RuntimeState.RUNNING,
+            RuntimeState.STOPPED,
+            RuntimeState.STOPPED,
+        ]
 
     def test_context_manager_stops_and_leaves_no_thread(self) -> None:
         """Leaving the with-block stops every thread the runtime started."""

@@ -42,7 +42,7 @@ from ron_metrics._values import BindAddress, InvalidValueError
 )
 def test_parsers_accept(parser: object, raw: object, expected: object) -> None:
     """Each parser turns its accepted spellings into the typed value."""
-    assert parser(raw) == expected  # type: ignore[operator]
+    assert parser(raw) == expected  # type: ignore[operator]  # parsers passed as object
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_non_strings_are_not_told_to_drop_quotes(
 ) -> None:
     """The 'without quotes' hint is for strings only; the message names the type."""
     with pytest.raises(InvalidValueError) as caught:
-        parser(raw)  # type: ignore[operator]
+        parser(raw)  # type: ignore[operator]  # parsers passed as object
     assert "quotes" not in str(caught.value)
     assert type_name in str(caught.value)
 
@@ -127,7 +127,7 @@ def test_parsers_refuse_with_a_reason(
 ) -> None:
     """Each parser refuses bad input with a message that says what was expected."""
     with pytest.raises(InvalidValueError, match=fragment):
-        parser(raw)  # type: ignore[operator]
+        parser(raw)  # type: ignore[operator]  # parsers passed as object
 
 
 @pytest.mark.parametrize(

@@ -379,7 +379,7 @@ def _build_section(
             ConfigProblem(where, f"expected a table, got {v.describe_type(raw)}")
         )
         return None
-    specs = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}  # type: ignore[arg-type]
+    specs = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}  # type: ignore[arg-type]  # cls is one of our config dataclasses
     for key in raw:
         if key not in specs:
             problems.append(_unknown_key(path, str(key), sorted(specs)))

@@ -519,8 +519,8 @@ class GuardedServer:
             self._config,
             self._context,
             self._lifespan_state,
-            guarded_reader,  # type: ignore[arg-type]
-            guarded_writer,  # type: ignore[arg-type]
+            guarded_reader,  # type: ignore[arg-type]  # duck-typed asyncio stream
+            guarded_writer,  # type: ignore[arg-type]  # duck-typed asyncio stream
         )
 
     async def _client_spoke(self, writer: asyncio.StreamWriter) -> bool | None:

@@ -133,7 +133,7 @@ def encode(families: Iterable[Metric], fmt: Format) -> bytes:
     """
     snapshot = _Snapshot(families)
     if fmt is Format.OPENMETRICS:
-        body: bytes = openmetrics.generate_latest(snapshot)  # type: ignore[no-untyped-call]
+        body: bytes = openmetrics.generate_latest(snapshot)  # type: ignore[no-untyped-call]  # unannotated upstream
         return body
     return exposition.generate_latest(snapshot)
 
