@@ -5,11 +5,13 @@ scrape renders, and /metrics (1k series) at a steady 5 requests per second.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
-from common import percentile
+from common import free_port, percentile
 
 from ron_metrics import start
 from ron_metrics.testing import config_for_tests
@@ -28,9 +30,17 @@ def _runtime(series: int):  # type: ignore[no-untyped-def]  # returns a runtime 
     return runtime
 
 
-def healthz_during_scrape(series: int, probes: int) -> dict[str, float]:
-    """/healthz latency (ms) sampled only while a ``series``-wide scrape is in flight."""
+def healthz_during_scrape(
+    series: int, probes: int, *, freeze: bool = False
+) -> dict[str, float]:
+    """
+    /healthz latency (ms) sampled only while a ``series``-wide scrape is in flight;
+    with ``freeze``, ``gc.freeze()`` runs once after start-up (the documented recipe).
+    """
     runtime = _runtime(series)
+    if freeze:
+        gc.collect()
+        gc.freeze()
     try:
         scraping = threading.Event()
         stop = threading.Event()
@@ -67,22 +77,33 @@ def healthz_during_scrape(series: int, probes: int) -> dict[str, float]:
         }
     finally:
         runtime.shutdown()
+        if freeze:
+            gc.unfreeze()
 
 
-def steady_scrapes(series: int, rate: float, seconds: float) -> dict[str, float]:
-    """/metrics latency (ms) at a steady request rate."""
-    runtime = _runtime(series)
+def steady_scrapes(
+    series: int, rate: float, seconds: float, *, peer: bool = False
+) -> dict[str, float]:
+    """
+    /metrics latency (ms) at a steady request rate — ours, or (``peer``)
+    prometheus_client's own HTTP server on the same series (no ``_created`` lines).
+    """
+    if peer:
+        address, stop = _prometheus_client_server(series)
+    else:
+        runtime = _runtime(series)
+        address, stop = str(runtime.address), runtime.shutdown
     try:
         latencies: list[float] = []
         with httpx.Client(timeout=30) as client:
-            client.get(f"{runtime.address}/metrics")
+            client.get(f"{address}/metrics")
             period = 1.0 / rate
             next_at = time.perf_counter()
             deadline = next_at + seconds
             while next_at < deadline:
                 time.sleep(max(0.0, next_at - time.perf_counter()))
                 started = time.perf_counter()
-                client.get(f"{runtime.address}/metrics")
+                client.get(f"{address}/metrics")
                 latencies.append((time.perf_counter() - started) * 1000)
                 next_at += period
         return {
@@ -92,4 +113,30 @@ def steady_scrapes(series: int, rate: float, seconds: float) -> dict[str, float]
             "n": float(len(latencies)),
         }
     finally:
-        runtime.shutdown()
+        stop()
+
+
+def _prometheus_client_server(series: int) -> tuple[str, Callable[[], None]]:
+    from prometheus_client import (
+        CollectorRegistry,
+        Counter,
+        disable_created_metrics,
+        enable_created_metrics,
+        start_http_server,
+    )
+
+    disable_created_metrics()  # the same lines ron-metrics writes
+    registry = CollectorRegistry()
+    counter = Counter("wide", "Wide.", ["key"], registry=registry)
+    for i in range(series):
+        counter.labels(f"key-{i:07d}").inc()
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+        enable_created_metrics()  # a process-wide switch: put it back
+
+    return f"http://127.0.0.1:{port}", stop

@@ -137,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         plan.big_scrape, plan.probes
     )
     progress.step("/metrics (1k series) at 5 rps")
+    results["healthz_during_scrape_frozen"] = latency.healthz_during_scrape(
+        plan.big_scrape, plan.probes, freeze=True
+    )
+    results["steady_peer"] = latency.steady_scrapes(
+        plan.http_series, 5.0, plan.steady_seconds, peer=True
+    )
     results["steady"] = latency.steady_scrapes(
         plan.http_series, 5.0, plan.steady_seconds
     )
