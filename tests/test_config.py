@@ -263,6 +263,13 @@ class TestOtlpVariables:
                 {"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "sometimes"},
                 "exporter.otlp.temporality",
             ),
+            (
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4317",
+                    "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                },
+                "OTEL_EXPORTER_OTLP_INSECURE",
+            ),
         ],
     )
     def test_unsupported_values_are_refused(

@@ -192,6 +192,25 @@ def _otlp_prefixed(
     for variable, key in _OTLP_FILES.items():
         if raw := env.get(f"{prefix}{variable}"):
             _put(tree, (*otlp, key), raw)
+    if raw := env.get(f"{prefix}INSECURE"):
+        # The endpoint's scheme decides (http:// plaintext, https:// TLS); the flag
+        # may agree with it, never contradict it.
+        endpoint = str(
+            env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+            or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            or ""
+        )
+        if raw.strip().lower() not in {"true", "false"}:
+            problems.append(
+                ConfigProblem(f"{prefix}INSECURE", "must be 'true' or 'false'")
+            )
+        elif raw.strip().lower() == "true" and endpoint.startswith("https://"):
+            problems.append(
+                ConfigProblem(
+                    f"{prefix}INSECURE",
+                    "'true' contradicts an https:// endpoint; use http:// for plaintext",
+                )
+            )
 
 
 def _sdk_variables(
