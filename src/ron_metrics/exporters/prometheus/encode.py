@@ -67,14 +67,6 @@ _NO_DESCRIPTION = "Instrument {} (no description)."
 
 
 @dataclass(slots=True)
-class _Sample:
-    name: str  # suffix after the family name: "", "_total", "_bucket", ...
-    labels: str  # the rendered label block, without braces
-    value: str
-    identity: tuple[str, str] = ("", "")
-
-
-@dataclass(slots=True)
 class _Scope:
     scope: Any  # the SDK's scope object (identity check)
     labels: dict[str, Any]
@@ -114,7 +106,33 @@ class _Family:
     documentation: str
     unit: str
     labelnames: tuple[str, ...]
-    samples: list[_Sample] = field(default_factory=list)
+    # One entry per sample, as plain strings (cheap for the garbage collector):
+    # the name suffix ("", "_total", "_bucket", ...) and the rest of the line.
+    suffixes: list[str] = field(default_factory=list)
+    rests: list[str] = field(default_factory=list)
+    metrics: int = 0
+    # Only for a family several metrics merged into: (suffix, block) already seen.
+    seen: set[tuple[str, str]] | None = None
+    repeated: bool = False
+
+    def add(self, suffix: str, block: str, value: str) -> None:
+        if self.seen is not None:
+            key = (suffix, block)
+            if key in self.seen:
+                self.repeated = True
+                return
+            self.seen.add(key)
+        self.suffixes.append(suffix)
+        self.rests.append(f"{{{block}}} {value}\n" if block else f" {value}\n")
+
+    def merging(self) -> None:
+        # A second metric joins: from now on a series both report is kept once.
+        self.metrics += 1
+        if self.metrics == 2:
+            self.seen = {
+                (suffix, _block_of(rest))
+                for suffix, rest in zip(self.suffixes, self.rests, strict=True)
+            }
 
 
 def _label_value(value: Any) -> str:
@@ -178,6 +196,7 @@ class DirectEncoder:
         self._blocks: dict[Any, _Series] = {}
         self._next_blocks: dict[Any, _Series] = {}
         self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._le_labels: dict[tuple[float, ...], list[str]] = {}
 
     def encode(self, data: MetricsData, fmt: Format) -> bytes:
         """
@@ -223,7 +242,7 @@ class DirectEncoder:
         labels = {sanitize_attribute(k): v for k, v in attributes.items()}
         block = _block(sorted((k, v) for k, v in labels.items()))
         family = _Family(_TARGET_NAME, "info", _TARGET_HELP, "", tuple(labels))
-        family.samples.append(_Sample("_info", block, "1.0"))
+        family.add("_info", block, "1.0")
         return family
 
     def _scope(self, scope: Any) -> _Scope:
@@ -269,6 +288,7 @@ class DirectEncoder:
                 _family_name(metric_name, unit, kind), kind, description, unit, keys
             )
             families[family_id] = family
+        family.merging()
         own_blocks = uniform and family.labelnames is keys
         for point, one in zip(points, series, strict=True):
             if own_blocks:
@@ -317,24 +337,32 @@ class DirectEncoder:
         point: NumberDataPoint | HistogramDataPoint | Any,
     ) -> None:
         block = series.block
-        identity = (family.name, block)
         if not isinstance(point, HistogramDataPoint):
             suffix = "_total" if family.type == "counter" else ""
-            family.samples.append(
-                _Sample(suffix, block, _number(point.value), identity)
-            )
+            family.add(suffix, block, _number(point.value))
             return
         before, after = series.around_le()
         total = 0
-        bounds = [*(f"{b}" for b in point.explicit_bounds), "+Inf"]
-        for bound, count in zip(bounds, point.bucket_counts, strict=False):
+        les = self._les(point.explicit_bounds)
+        for le, count in zip(les, point.bucket_counts, strict=False):
             total += count
-            le = f'le="{_label_value(bound)}"'
             joined = ",".join(part for part in (before, le, after) if part)
-            family.samples.append(_Sample("_bucket", joined, _number(total), identity))
-        if float(bounds[0]) >= 0:
-            family.samples.append(_Sample("_count", block, _number(total), identity))
-            family.samples.append(_Sample("_sum", block, _number(point.sum), identity))
+            family.add("_bucket", joined, _number(total))
+        if float(les[0][4:-1]) >= 0:
+            family.add("_count", block, _number(total))
+            family.add("_sum", block, _number(point.sum))
+
+    def _les(self, bounds: Sequence[float]) -> list[str]:
+        key = tuple(bounds)
+        found = self._le_labels.get(key)
+        if found is None:
+            found = [
+                f'le="{_label_value(bound)}"'
+                for bound in [*(f"{b}" for b in bounds), "+Inf"]
+            ]
+            if len(self._le_labels) < 1024:
+                self._le_labels[key] = found
+        return found
 
 
 def _without_clashes(
@@ -348,7 +376,8 @@ def _without_clashes(
     taken: set[str] = set()
     kept: list[_Family] = []
     for family in families:
-        names = {family.name} | {family.name + s.name for s in family.samples}
+        own = {"counter": "_total", "info": "_info"}.get(family.type, "")
+        names = {family.name, family.name + own}
         names.update(
             family.name + suffix for suffix in SAMPLE_SUFFIXES.get(family.type, ())
         )
@@ -356,18 +385,15 @@ def _without_clashes(
             on_clash(family.name)
             continue
         taken |= names
-        seen: set[tuple[str, str]] = set()
-        unique = []
-        for sample in family.samples:
-            key = (sample.name, sample.labels)
-            if key not in seen:
-                seen.add(key)
-                unique.append(sample)
-        if len(unique) != len(family.samples):
-            family.samples = unique
+        if family.repeated:
             on_clash(family.name)
         kept.append(family)
     return kept
+
+
+def _block_of(rest: str) -> str:
+    # The label block of a stored line rest ("{block} value\n" or " value\n").
+    return rest[1 : rest.rindex("} ")] if rest.startswith("{") else ""
 
 
 def _number(value: float) -> str:
@@ -406,12 +432,6 @@ def _help_openmetrics(documentation: str) -> str:
     return _help_text(documentation).replace('"', r"\"")
 
 
-def _series_line(name: str, block: str, value: str) -> str:
-    if block:
-        return f"{name}{{{block}}} {value}\n"
-    return f"{name} {value}\n"
-
-
 def _write_text(families: Sequence[_Family]) -> Iterator[str]:
     for family in families:
         name, kind = family.name, family.type
@@ -422,8 +442,9 @@ def _write_text(families: Sequence[_Family]) -> Iterator[str]:
             kind = "gauge"
         yield f"# HELP {name} {_help_text(family.documentation)}\n"
         yield f"# TYPE {name} {kind}\n"
-        for sample in family.samples:
-            yield _series_line(family.name + sample.name, sample.labels, sample.value)
+        name = family.name
+        for suffix, rest in zip(family.suffixes, family.rests, strict=True):
+            yield name + suffix + rest
 
 
 def _openmetrics_sample_name(name: str) -> str:
@@ -438,7 +459,10 @@ def _write_openmetrics(families: Sequence[_Family]) -> Iterator[str]:
         yield f"# TYPE {family.name} {family.type}\n"
         if family.unit:
             yield f"# UNIT {family.name} {family.unit}\n"
-        for sample in family.samples:
-            name = _openmetrics_sample_name(family.name + sample.name)
-            yield _series_line(name, sample.labels, sample.value)
+        names: dict[str, str] = {}
+        for suffix, rest in zip(family.suffixes, family.rests, strict=True):
+            name = names.get(suffix)
+            if name is None:
+                name = names[suffix] = _openmetrics_sample_name(family.name + suffix)
+            yield name + rest
     yield "# EOF\n"
