@@ -22,6 +22,18 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def check_config_process(path: Path) -> subprocess.CompletedProcess[str]:
+    """``ron-metrics check-config PATH`` in a fresh interpreter (no OTEL_*/RON_METRICS_*)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ron_metrics", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=clean_env(),
+    )
+
+
 class TestCheckConfig:
     def test_valid_config_prints_effective_config_and_digest(
         self,
@@ -87,14 +99,7 @@ class TestCheckConfig:
         """Malformed input is a ConfigError: exit 2, the problem named, no traceback."""
         path = tmp_path / "bad.toml"
         path.write_bytes(content)
-        result = subprocess.run(
-            [sys.executable, "-m", "ron_metrics", "check-config", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=clean_env(),
-        )
+        result = check_config_process(path)
         assert result.returncode == 2
         assert fragment in result.stderr
         assert "Traceback" not in result.stderr
@@ -110,14 +115,7 @@ class TestCheckConfig:
             listen_addr = "127.0.0.1:9999"
             """,
         )
-        result = subprocess.run(
-            [sys.executable, "-m", "ron_metrics", "check-config", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=clean_env(),
-        )
+        result = check_config_process(path)
         assert result.returncode == 0
         warning = json.loads(result.stderr.splitlines()[0])
         assert (warning["event"], warning["key"]) == (

@@ -25,10 +25,10 @@ from opentelemetry.sdk.metrics.export import (
     Metric,
     MetricsData,
     NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
     Sum,
 )
+
+from ron_metrics._metrics_data import map_metrics
 
 __all__ = ["OVERFLOW_ATTRIBUTE", "OverflowAccounting"]
 
@@ -103,22 +103,9 @@ def _with_counter_raised(
             metric, data=dataclasses.replace(metric.data, data_points=points)
         )
 
-    return MetricsData(
-        resource_metrics=[
-            ResourceMetrics(
-                resource=rm.resource,
-                schema_url=rm.schema_url,
-                scope_metrics=[
-                    sm
-                    if sm.scope.name != scope
-                    else ScopeMetrics(
-                        scope=sm.scope,
-                        schema_url=sm.schema_url,
-                        metrics=[raise_metric(m) for m in sm.metrics],
-                    )
-                    for sm in rm.scope_metrics
-                ],
-            )
-            for rm in data.resource_metrics
-        ]
+    return map_metrics(
+        data,
+        lambda sm_scope, metric: (
+            raise_metric(metric) if sm_scope.name == scope else metric
+        ),
     )

@@ -20,12 +20,11 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics.export import (
     Metric,
     MetricsData,
-    ResourceMetrics,
-    ScopeMetrics,
 )
 from prometheus_client.metrics_core import Metric as PromFamily
 from prometheus_client.registry import CollectorRegistry
 
+from ron_metrics._metrics_data import map_metrics
 from ron_metrics._overflow import OverflowAccounting
 
 __all__ = ["SAMPLE_SUFFIXES", "HubReader", "without_name_clashes"]
@@ -49,23 +48,7 @@ def _fill_descriptions(data: MetricsData) -> MetricsData:
         for metric in sm.metrics
     ):
         return data
-    return MetricsData(
-        resource_metrics=[
-            ResourceMetrics(
-                resource=rm.resource,
-                schema_url=rm.schema_url,
-                scope_metrics=[
-                    ScopeMetrics(
-                        scope=sm.scope,
-                        schema_url=sm.schema_url,
-                        metrics=[_with_help_text(metric) for metric in sm.metrics],
-                    )
-                    for sm in rm.scope_metrics
-                ],
-            )
-            for rm in data.resource_metrics
-        ]
-    )
+    return map_metrics(data, lambda _scope, metric: _with_help_text(metric))
 
 
 # Sample names each Prometheus family type writes besides its own name.

@@ -33,10 +33,10 @@ from opentelemetry.sdk.metrics.export import (
     Metric,
     MetricsData,
     NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
     Sum,
 )
+
+from ron_metrics._metrics_data import map_metrics
 
 __all__ = ["DeltaConverter"]
 
@@ -57,30 +57,15 @@ class DeltaConverter:
         The delta form of ``data``, and a callback to call once it was exported.
         """
         seen: dict[_StreamKey, _Point] = {}
-        resource_metrics = [
-            ResourceMetrics(
-                resource=rm.resource,
-                schema_url=rm.schema_url,
-                scope_metrics=[
-                    ScopeMetrics(
-                        scope=sm.scope,
-                        schema_url=sm.schema_url,
-                        metrics=[
-                            self._metric(sm.scope.name, metric, seen)
-                            for metric in sm.metrics
-                        ],
-                    )
-                    for sm in rm.scope_metrics
-                ],
-            )
-            for rm in data.resource_metrics
-        ]
+        converted = map_metrics(
+            data, lambda scope, metric: self._metric(scope.name, metric, seen)
+        )
 
         def exported() -> None:
             # Streams that vanished are forgotten; the rest advance.
             self._exported = seen
 
-        return MetricsData(resource_metrics=resource_metrics), exported
+        return converted, exported
 
     def _metric(
         self, scope: str, metric: Metric, seen: dict[_StreamKey, _Point]
