@@ -16,6 +16,17 @@ from ron_metrics.demo import DEMO_CARDINALITY, DemoWorkload
 from ron_metrics.testing import config_for_tests, sample_value
 
 
+def promtool_check(body: str) -> subprocess.CompletedProcess[str]:
+    """``promtool check metrics`` on ``body`` (exit 0 clean, 3 lint findings, 1 invalid)."""
+    return subprocess.run(
+        [require("promtool"), "check", "metrics"],
+        input=body,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.peer
 class TestPromtool:
     def test_demo_workload_output_has_zero_findings(
@@ -32,26 +43,14 @@ class TestPromtool:
         runtime.get_meter("app").create_up_down_counter("queue.depth").add(4)
         body = httpx.get(f"{runtime.address}/metrics", timeout=10).text
         assert 'otel_metric_overflow="true"' in body
-        result = subprocess.run(
-            [require("promtool"), "check", "metrics"],
-            input=body,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = promtool_check(body)
         assert result.returncode == 0, result.stderr
         assert result.stderr.strip() == "" and result.stdout.strip() == ""
 
     def test_promtool_does_find_problems_in_bad_input(self) -> None:
         """The check is live: promtool flags an empty HELP (so a pass above means something)."""
         bad = "# HELP x_total \n# TYPE x_total counter\nx_total 1\n"
-        result = subprocess.run(
-            [require("promtool"), "check", "metrics"],
-            input=bad,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = promtool_check(bad)
         assert result.returncode != 0
         time.sleep(0)
 
@@ -112,13 +111,7 @@ def test_any_instrument_set_gives_valid_exposition(
     series = [line for line in body.splitlines() if line and not line.startswith("#")]
     keys = [line.rsplit(" ", 1)[0] for line in series]
     assert len(keys) == len(set(keys)), "a series appears twice"
-    result = subprocess.run(
-        [require("promtool"), "check", "metrics"],
-        input=body,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = promtool_check(body)
     # Exit 1 is a parse error (an invalid page); lint findings (exit 3) are about
     # names the user chose, e.g. "_total" on a gauge, not about validity.
     assert result.returncode in {0, 3}, result.stderr
@@ -171,11 +164,5 @@ class TestNameCollisions:
         ]
         assert 'deployment_environment_name="prod"' in info
         assert 'k8s_pod_name="api-7"' in info
-        result = subprocess.run(
-            [require("promtool"), "check", "metrics"],
-            input=body,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = promtool_check(body)
         assert result.returncode == 0, result.stderr

@@ -21,6 +21,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from ron_metrics._env import RESOURCE_KEYS
 from ron_metrics.errors import ConfigProblem
 
 __all__ = ["NOT_METRICS", "declarative_layer"]
@@ -36,11 +37,6 @@ NOT_METRICS = frozenset(
         "attribute_limits",
     }
 )
-_RESOURCE_KEYS = {
-    "service.name": ("service", "name"),
-    "service.instance.id": ("service", "instance"),
-    "service.version": ("service", "build_version"),
-}
 _OTLP_KEYS = {
     "endpoint": "endpoint",
     "compression": "compression",
@@ -142,7 +138,7 @@ def _resource(resource: Mapping[str, Any], out: _Translation) -> None:
             )
             continue
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        out.put(_RESOURCE_KEYS.get(name, ("labels", "extra", name)), text)
+        out.put(RESOURCE_KEYS.get(name, ("labels", "extra", name)), text)
 
 
 def _meter_provider(provider: Mapping[str, Any], out: _Translation) -> None:

@@ -18,12 +18,12 @@ from ron_metrics.errors import ConfigProblem
 from ron_metrics.labels import check_label_value
 from ron_metrics.logs import log_event
 
-__all__ = ["deep_merge", "env_layer", "ron_layer"]
+__all__ = ["RESOURCE_KEYS", "deep_merge", "env_layer", "ron_layer"]
 
 _log = logging.getLogger("ron_metrics.config")
 
-# Resource attribute keys we map from OTEL_RESOURCE_ATTRIBUTES.
-_RESOURCE_KEYS = {
+# Resource attribute keys that are our own config keys (in any resource source).
+RESOURCE_KEYS = {
     "service.name": ("service", "name"),
     "service.instance.id": ("service", "instance"),
     "service.version": ("service", "build_version"),
@@ -94,8 +94,8 @@ def _resource_attributes(
         )
         return
     for key, value in pairs.items():
-        if key in _RESOURCE_KEYS:
-            _put(tree, _RESOURCE_KEYS[key], value)
+        if key in RESOURCE_KEYS:
+            _put(tree, RESOURCE_KEYS[key], value)
         elif key in allowed_extra:
             _put(tree, ("labels", "extra", key), value)
         else:
