@@ -27,7 +27,11 @@ from prometheus_client.registry import CollectorRegistry
 from ron_metrics._metrics_data import map_metrics
 from ron_metrics._overflow import OverflowAccounting
 
-__all__ = ["SAMPLE_SUFFIXES", "HubReader", "without_name_clashes"]
+__all__ = ["NO_DESCRIPTION", "SAMPLE_SUFFIXES", "HubReader", "without_name_clashes"]
+
+# The HELP text of an instrument without a description (promtool rejects an empty
+# HELP); both encoders write it, so they write the same bytes.
+NO_DESCRIPTION = "Instrument {} (no description)."
 
 
 def _with_help_text(metric: Metric) -> Metric:
@@ -35,9 +39,7 @@ def _with_help_text(metric: Metric) -> Metric:
     # deserves a line that says what it is.
     if metric.description:
         return metric
-    return dataclasses.replace(
-        metric, description=f"Instrument {metric.name} (no description)."
-    )
+    return dataclasses.replace(metric, description=NO_DESCRIPTION.format(metric.name))
 
 
 def _fill_descriptions(data: MetricsData) -> MetricsData:

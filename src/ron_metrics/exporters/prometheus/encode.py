@@ -52,6 +52,7 @@ from opentelemetry.sdk.metrics.export import (
 from prometheus_client import utils as _prometheus_utils
 
 from ron_metrics.exporters.prometheus.render import Format
+from ron_metrics.hub import NO_DESCRIPTION, SAMPLE_SUFFIXES
 
 __all__ = ["DirectEncoder"]
 
@@ -63,7 +64,6 @@ _LEGACY_LABEL_RUNES = frozenset(
 # Encoding holds the GIL; every this many series it is let go for a moment, so the
 # event loop answers /healthz and /readyz while a large scrape renders.
 _YIELD_EVERY = 2000
-_NO_DESCRIPTION = "Instrument {} (no description)."
 
 
 @dataclass(slots=True)
@@ -270,7 +270,7 @@ class DirectEncoder:
         metric_name = sanitize_full_name(metric.name)
         if not metric_name:
             return 0
-        description = metric.description or _NO_DESCRIPTION.format(metric.name)
+        description = metric.description or NO_DESCRIPTION.format(metric.name)
         unit = map_unit(metric.unit or "")
         points = metric.data.data_points
         series = [self._series(p.attributes, scope) for p in points]
@@ -371,8 +371,6 @@ def _without_clashes(
     # The reference path's rule (see ron_metrics.hub.without_name_clashes): the
     # first family keeps a name; a later one reusing any of its names is left
     # out, and a series repeated within a family is kept once.
-    from ron_metrics.hub import SAMPLE_SUFFIXES
-
     taken: set[str] = set()
     kept: list[_Family] = []
     for family in families:
