@@ -39,7 +39,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "labels": ("labels.py", ("tests/test_labels.py",)),
     "render": ("exporters/prometheus/render.py", ("tests/test_render.py",)),
-    "values": ("_values.py", ("tests/test_values.py",)),
+    "values": ("config/values.py", ("tests/test_values.py",)),
     "views": ("views.py", ("tests/test_views.py",)),
     "health": ("health.py", ("tests/test_health.py",)),
 }

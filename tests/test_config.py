@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ron_metrics import ConfigError, load_config
-from ron_metrics._values import BindAddress
+from ron_metrics.config.values import BindAddress
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ron_metrics import _values as v
-from ron_metrics._values import BindAddress, InvalidValueError
+from ron_metrics.config import values as v
+from ron_metrics.config.values import BindAddress, InvalidValueError
 
 
 @pytest.mark.parametrize(

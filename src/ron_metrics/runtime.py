@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.sdk.metrics import MeterProvider
 
-from ron_metrics._diff import changed_keys, refuse_restart_keys
 from ron_metrics._loop import LoopThread
 from ron_metrics.bus import Bus, ConfigUpdated, Draining, ExporterSwitched
 from ron_metrics.config import Config, OtlpConfig, PrometheusConfig
+from ron_metrics.config.diff import changed_keys, refuse_restart_keys
 from ron_metrics.errors import ConfigError, ExporterError, LifecycleError
 from ron_metrics.exporters.otlp import OtlpSink
 from ron_metrics.exporters.prometheus.server import PrometheusSink

@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from ron_metrics.config.sources import parse_toml
 from ron_metrics.errors import ConfigProblem
 from ron_metrics.labels import check_label_value
 from ron_metrics.logs import log_event
@@ -293,7 +294,6 @@ def _scalar(name: str, raw: str, problems: list[ConfigProblem]) -> object:
     Read an env value as a TOML value when it is one (lists, numbers, booleans);
     otherwise it is a string. Oversized or deeply nested values are problems.
     """
-    from ron_metrics._sources import parse_toml
 
     found: list[ConfigProblem] = []
     parsed = parse_toml(

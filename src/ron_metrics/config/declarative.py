@@ -21,7 +21,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from ron_metrics._env import RESOURCE_KEYS
+from ron_metrics.config.environment import RESOURCE_KEYS
 from ron_metrics.errors import ConfigProblem
 
 __all__ = ["NOT_METRICS", "declarative_layer"]

@@ -2,28 +2,24 @@
 Rules that span several keys of one configuration section.
 
 Each check takes a built section and its key-path prefix and returns the problems it finds;
-:mod:`ron_metrics.config` runs it as soon as that section is built.
+:mod:`ron_metrics.config.parsing` runs it as soon as that section is built.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ron_metrics.config.model import (
+    ExporterConfig,
+    LabelsConfig,
+    OtlpConfig,
+    PrometheusConfig,
+    ServiceConfig,
+)
 from ron_metrics.errors import ConfigProblem
 from ron_metrics.labels import (
     check_label_key,
     check_label_value,
     prometheus_label_name,
 )
-
-if TYPE_CHECKING:
-    from ron_metrics.config import (
-        ExporterConfig,
-        LabelsConfig,
-        OtlpConfig,
-        PrometheusConfig,
-        ServiceConfig,
-    )
 
 __all__ = [
     "check_exporter",

@@ -1,0 +1,343 @@
+"""
+The configuration model: frozen dataclasses, one per TOML section.
+
+Each field's metadata says how its value is parsed (``parse``), whether it is a
+secret (masked in ``repr``, :meth:`Config.to_dict` and errors), and whether a
+reload may change it (``restart``). Rules spanning several keys live in
+:mod:`ron_metrics.config.invariants`; building from raw data in
+:mod:`ron_metrics.config.parsing`.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from types import MappingProxyType
+from typing import Any
+
+import blake3
+
+from ron_metrics.config import values as v
+from ron_metrics.config.values import BindAddress
+
+__all__ = [
+    "EXEMPLAR_FILTERS",
+    "EXPORTER_KINDS",
+    "OTLP_METRICS_PATH",
+    "SECRET_MASK",
+    "CardinalityConfig",
+    "Config",
+    "ExporterConfig",
+    "InstrumentRule",
+    "LabelsConfig",
+    "OtlpConfig",
+    "PrometheusConfig",
+    "SdkConfig",
+    "ServiceConfig",
+    "TlsConfig",
+    "as_plain",
+]
+
+
+def _empty_mapping() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+SECRET_MASK = "***"  # noqa: S105 - the mask, not a secret
+
+
+def _opt(
+    parse: Callable[[object], object], *, secret: bool = False, restart: bool = False
+) -> dict[str, Any]:
+    # "restart": the key is read once, when the MeterProvider is built; a reload
+    # that changes it is refused (derived from here, never listed by hand).
+    return {"parse": parse, "secret": secret, "restart": restart}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceConfig:
+    """
+    ``[service]``: who is reporting.
+    """
+
+    name: str = field(metadata=_opt(v.parse_str))
+    instance: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    build_version: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    amnesia: bool = field(default=False, metadata=_opt(v.parse_bool))
+    self_metrics_prefix: str = field(default="", metadata=_opt(v.parse_name_prefix))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelsConfig:
+    """
+    ``[labels]``: allowlisted, low-cardinality extra static labels.
+    """
+
+    extra: Mapping[str, str] = field(
+        default_factory=_empty_mapping, metadata=_opt(v.parse_str_mapping)
+    )
+    allowed_extra: tuple[str, ...] = field(
+        default=("region", "az", "tier"), metadata=_opt(v.parse_name_list)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstrumentRule:
+    """
+    ``[cardinality.instruments."NAME or glob"]``: one instrument's attribute policy.
+    """
+
+    pattern: str = field(default="", metadata={"internal": True})
+    attributes: tuple[str, ...] | None = field(
+        default=None, metadata=_opt(v.parse_name_list)
+    )
+    drop: bool = field(default=False, metadata=_opt(v.parse_bool))
+    max_series: int | None = field(default=None, metadata=_opt(v.parse_positive_int))
+    buckets: tuple[float, ...] | None = field(
+        default=None, metadata=_opt(v.parse_buckets)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CardinalityConfig:
+    """
+    ``[cardinality]``: attribute allowlists and the per-instrument series bound.
+
+    ``default_attributes = None`` keeps every attribute (still bounded by
+    ``max_series``); a list keeps only those attributes.
+    """
+
+    default_attributes: tuple[str, ...] | None = field(
+        default=None, metadata=_opt(v.parse_name_list)
+    )
+    max_series: int = field(default=2000, metadata=_opt(v.parse_positive_int))
+    instruments: tuple[InstrumentRule, ...] = field(
+        default=(), metadata={"rules": InstrumentRule}
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsConfig:
+    """
+    ``[exporter.prometheus.tls]``: serve /metrics over TLS (mutual when ``client_ca``).
+    """
+
+    cert: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    key: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    client_ca: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+
+    @property
+    def enabled(self) -> bool:
+        """
+        True when a certificate and key are configured.
+        """
+        return self.cert is not None and self.key is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrometheusConfig:
+    """
+    ``[exporter.prometheus]``: the pull exposer.
+    """
+
+    bind: BindAddress = field(
+        default=BindAddress(host="127.0.0.1", port=0), metadata=_opt(v.parse_bind)
+    )
+    allow_public_bind: bool = field(default=False, metadata=_opt(v.parse_bool))
+    read_timeout: float = field(default=2.0, metadata=_opt(v.parse_duration))
+    write_timeout: float = field(default=2.0, metadata=_opt(v.parse_duration))
+    idle_timeout: float = field(default=15.0, metadata=_opt(v.parse_duration))
+    scrape_timeout: float = field(default=10.0, metadata=_opt(v.parse_duration))
+    drain_delay: float = field(default=0.0, metadata=_opt(v.parse_delay))
+    max_header_bytes: int = field(default=8192, metadata=_opt(v.parse_positive_int))
+    max_in_flight: int = field(default=256, metadata=_opt(v.parse_positive_int))
+    max_connections: int = field(default=512, metadata=_opt(v.parse_positive_int))
+    max_response_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=_opt(v.parse_positive_int)
+    )
+    max_pending_bytes: int = field(
+        default=256 * 1024 * 1024, metadata=_opt(v.parse_positive_int)
+    )
+    gzip: bool = field(default=True, metadata=_opt(v.parse_bool))
+    encoder: str = field(
+        default="direct", metadata=_opt(v.parse_choice("direct", "reference"))
+    )
+    target_info: bool = field(default=True, metadata=_opt(v.parse_bool, restart=True))
+    scope_labels: bool = field(default=False, metadata=_opt(v.parse_bool, restart=True))
+    tls: TlsConfig = field(default=TlsConfig(), metadata={"section": TlsConfig})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OtlpConfig:
+    """
+    ``[exporter.otlp]``: push to an OpenTelemetry Collector.
+
+    ``endpoint = None`` means the protocol's default on localhost.
+    """
+
+    endpoint: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    protocol: str = field(
+        default="grpc", metadata=_opt(v.parse_choice("grpc", "http/protobuf"))
+    )
+    interval: float = field(default=10.0, metadata=_opt(v.parse_duration))
+    timeout: float = field(default=5.0, metadata=_opt(v.parse_duration))
+    headers: Mapping[str, str] = field(
+        default_factory=_empty_mapping, metadata=_opt(v.parse_str_mapping, secret=True)
+    )
+    compression: str = field(
+        default="none", metadata=_opt(v.parse_choice("none", "gzip", "deflate"))
+    )
+    ca_file: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    client_cert: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    client_key: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    temporality: str = field(
+        default="cumulative",
+        metadata=_opt(v.parse_choice("cumulative", "delta", "lowmemory")),
+    )
+    failure_threshold: int = field(default=3, metadata=_opt(v.parse_positive_int))
+
+    def __repr__(self) -> str:
+        masked = dict.fromkeys(self.headers, SECRET_MASK)
+        return (
+            f"OtlpConfig(endpoint={self.endpoint!r}, protocol={self.protocol!r}, "
+            f"interval={self.interval!r}, timeout={self.timeout!r}, headers={masked!r}, "
+            f"compression={self.compression!r}, ca_file={self.ca_file!r}, "
+            f"client_cert={self.client_cert!r}, client_key={self.client_key!r}, "
+            f"temporality={self.temporality!r}, "
+            f"failure_threshold={self.failure_threshold!r})"
+        )
+
+    @property
+    def resolved_endpoint(self) -> str:
+        """
+        The endpoint to dial: the configured one or the protocol's local default.
+
+        Over ``http/protobuf`` an endpoint with an empty path gets ``/v1/metrics``
+        (the OTLP path for metrics); any other path is used as it is.
+        """
+        if not self.endpoint:
+            if self.protocol == "grpc":
+                return "http://localhost:4317"
+            return "http://localhost:4318/v1/metrics"
+        if self.protocol == "http/protobuf":
+            parts = urllib.parse.urlsplit(self.endpoint)
+            if parts.path in {"", "/"}:
+                return urllib.parse.urlunsplit(parts._replace(path=OTLP_METRICS_PATH))
+        return self.endpoint
+
+
+OTLP_METRICS_PATH = "/v1/metrics"
+EXPORTER_KINDS = ("prometheus", "otlp", "both", "none")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExporterConfig:
+    """
+    ``[exporter]``: which sinks read the one metric reader.
+    """
+
+    kind: str = field(
+        default="prometheus", metadata=_opt(v.parse_choice(*EXPORTER_KINDS))
+    )
+    prometheus: PrometheusConfig = field(
+        default=PrometheusConfig(), metadata={"section": PrometheusConfig}
+    )
+    otlp: OtlpConfig = field(default=OtlpConfig(), metadata={"section": OtlpConfig})
+
+    @property
+    def prometheus_enabled(self) -> bool:
+        """
+        True when the Prometheus exposer runs.
+        """
+        return self.kind in {"prometheus", "both"}
+
+    @property
+    def otlp_enabled(self) -> bool:
+        """
+        True when the OTLP push sink runs.
+        """
+        return self.kind in {"otlp", "both"}
+
+
+EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SdkConfig:
+    """
+    ``[sdk]``: switches of the OpenTelemetry metrics SDK itself.
+    """
+
+    disabled: bool = field(default=False, metadata=_opt(v.parse_bool))
+    exemplar_filter: str = field(
+        default="trace_based", metadata=_opt(v.parse_choice(*EXEMPLAR_FILTERS))
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """
+    The whole, validated, immutable configuration. Build it with :func:`load_config`.
+    """
+
+    service: ServiceConfig = field(metadata={"section": ServiceConfig, "restart": True})
+    labels: LabelsConfig = field(
+        default=LabelsConfig(), metadata={"section": LabelsConfig, "restart": True}
+    )
+    cardinality: CardinalityConfig = field(
+        default=CardinalityConfig(),
+        metadata={"section": CardinalityConfig, "restart": True},
+    )
+    exporter: ExporterConfig = field(
+        default=ExporterConfig(), metadata={"section": ExporterConfig}
+    )
+    sdk: SdkConfig = field(
+        default=SdkConfig(), metadata={"section": SdkConfig, "restart": True}
+    )
+
+    def to_dict(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
+        """
+        The effective configuration as plain data (secrets masked unless asked).
+        """
+        plain: dict[str, Any] = as_plain(self, reveal_secrets=reveal_secrets)
+        return plain
+
+    @property
+    def digest(self) -> str:
+        """
+        BLAKE3 hex digest of the effective configuration (stable across key order).
+        """
+        canonical = json.dumps(self.to_dict(reveal_secrets=True), sort_keys=True)
+        return blake3.blake3(canonical.encode()).hexdigest()
+
+
+def as_plain(obj: Any, *, reveal_secrets: bool) -> Any:
+    if isinstance(obj, BindAddress):
+        return str(obj)
+    if isinstance(obj, InstrumentRule):
+        return {
+            f.name: as_plain(getattr(obj, f.name), reveal_secrets=reveal_secrets)
+            for f in fields(obj)
+            if f.name != "pattern"
+        }
+    if is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if f.metadata.get("rules"):
+                out[f.name] = {
+                    rule.pattern: as_plain(rule, reveal_secrets=reveal_secrets)
+                    for rule in value
+                }
+            elif f.metadata.get("secret") and not reveal_secrets:
+                out[f.name] = dict.fromkeys(value, SECRET_MASK)
+            else:
+                out[f.name] = as_plain(value, reveal_secrets=reveal_secrets)
+        return out
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
+    return obj
