@@ -411,7 +411,7 @@ class TestBindSafety:
 
 class TestHypercornContract:
     def test_internals_we_wrap_keep_their_shape(self) -> None:
-        """Fails when a hypercorn upgrade changes the internals _wire.py depends on."""
+        """Fails when a hypercorn upgrade changes the internals the wire layer depends on."""
         import hypercorn
         from hypercorn.asyncio.lifespan import Lifespan
         from hypercorn.asyncio.tcp_server import TCPServer

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from quart import Quart, Response, g, request
 
 from ron_metrics.config import PrometheusConfig
-from ron_metrics.exporters.prometheus._wire import VERDICT_SCOPE_KEY
+from ron_metrics.exporters.prometheus._verdicts import VERDICT_SCOPE_KEY
 from ron_metrics.exporters.prometheus.guards import (
     Rejection,
     RequestHead,

@@ -26,7 +26,8 @@ from opentelemetry.sdk.metrics.export import MetricsData
 
 from ron_metrics.config import PrometheusConfig
 from ron_metrics.errors import ExposerError
-from ron_metrics.exporters.prometheus._wire import GuardedServer, WireLimits
+from ron_metrics.exporters.prometheus._streams import WireLimits
+from ron_metrics.exporters.prometheus._wire import GuardedServer
 from ron_metrics.exporters.prometheus.app import ExposerState, create_app
 from ron_metrics.exporters.prometheus.encode import DirectEncoder
 from ron_metrics.exporters.prometheus.render import (
