@@ -20,13 +20,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from common import percentile
 from http_bench import _serve, _stop, parse_wrk
 
 from ron_metrics import start
+from ron_metrics.exporters.otlp import OtlpSink
 from ron_metrics.testing import config_for_tests, samples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,7 +247,7 @@ def collector_down(seconds: float) -> dict[str, float]:
             counter.add(1, {"route": "/x"})
             latencies.append((time.perf_counter_ns() - t) / 1000)
             time.sleep(0.0005)
-        sink = runtime.otlp
+        sink = cast("OtlpSink | None", runtime._engine.sink("otlp"))
         return {
             "seconds": seconds,
             "adds": len(latencies),

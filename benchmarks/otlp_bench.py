@@ -12,11 +12,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from common import Figure, free_port, percentile
 
 from ron_metrics import start
+from ron_metrics.exporters.otlp import OtlpSink
 from ron_metrics.testing import config_for_tests
 
 
@@ -105,7 +106,7 @@ def measure(series: int, repeats: int, window: float) -> dict[str, Any]:
         wide = runtime.get_meter("bench").create_counter("wide")
         for i in range(series):
             wide.add(1, {"key": f"key-{i:07d}"})
-        sink = runtime.otlp
+        sink = cast("OtlpSink | None", runtime._engine.sink("otlp"))
         assert sink is not None
         export = Figure("export", "ms")
         for _ in range(repeats):

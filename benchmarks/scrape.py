@@ -42,7 +42,7 @@ def _ron(n: int) -> tuple[Runtime, dict[str, Callable[[], bytes]]]:
     counter = runtime.get_meter("bench").create_counter("requests")
     for route, key in _labels(n):
         counter.add(1, {"route": route, "key": key})
-    hub = runtime.hub
+    hub = runtime._hub
     direct = DirectEncoder()
 
     def reference() -> bytes:

@@ -30,7 +30,7 @@ class TestOpenTelemetryHooks:
         """A capture returns the collection the reader received (the hook fires)."""
         with runtime_for_tests(config_for_tests()) as runtime:
             runtime.get_meter("app").create_counter("jobs").add(2)
-            data = runtime.hub.capture()
+            data = runtime._hub.capture()
             assert data is not None
             names = {
                 metric.name

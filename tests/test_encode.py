@@ -112,7 +112,7 @@ def collect(steps: list[tuple[Any, ...]]) -> MetricsData:
                 instrument.set(value, attributes)
             else:
                 instrument.add(value, attributes)
-        data = runtime.hub.capture()
+        data = runtime._hub.capture()
         assert data is not None
         return data
 

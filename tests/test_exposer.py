@@ -188,7 +188,7 @@ class TestSingleFlight:
             return []
 
         runtime.get_meter("app").create_observable_gauge("slow", callbacks=[slow])
-        before = runtime.hub.collections
+        before = runtime._hub.collections
 
         async def scrape_all() -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=20) as client:
@@ -204,7 +204,7 @@ class TestSingleFlight:
 
         responses = asyncio.run(scrape_all())
         assert {r.status_code for r in responses} == {200}
-        assert runtime.hub.collections - before == 1
+        assert runtime._hub.collections - before == 1
         assert len({r.content for r in responses}) == 1
 
     def test_healthz_answers_while_big_scrape_renders(

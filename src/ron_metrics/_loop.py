@@ -46,6 +46,8 @@ class LoopThread:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Threads behind asyncio.to_thread() end with the loop, not after it.
+            await asyncio.get_running_loop().shutdown_default_executor()
 
         try:
             self.run(_cancel_rest(), timeout)

@@ -114,11 +114,12 @@ class SinkSet:
 
     async def stop(self, deadline: float) -> None:
         """
-        Stop every sink (push sinks flush once more) and forget them.
+        Stop every sink (push sinks flush once more).
+
+        They stay listed, so what they describe (the address) stays readable.
         """
-        for name, entry in list(self._running.items()):
+        for entry in self._running.values():
             await entry.sink.stop(deadline)
-            del self._running[name]
 
     def _adopt(self, name: str, entry: _Running) -> None:
         self._running[name] = entry
@@ -132,6 +133,4 @@ async def _start_and_prove(sink: Sink, deadline: float) -> None:
     except (ExporterError, ConfigError):
         raise
     except Exception as exc:
-        raise ExporterError(
-            f"the new {sink.name} sink did not start: {exc!r}"
-        ) from exc
+        raise ExporterError(f"the new {sink.name} sink did not start: {exc!r}") from exc

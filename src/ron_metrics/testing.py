@@ -25,7 +25,6 @@ from ron_metrics.runtime import Runtime, start
 
 __all__ = [
     "config_for_tests",
-    "inject_crash",
     "runtime_for_tests",
     "sample_value",
     "samples",
@@ -61,7 +60,7 @@ def samples(runtime: Runtime) -> dict[tuple[str, frozenset[tuple[str, str]]], fl
     Collect once and return every Prometheus sample as ``{(name, labels): value}``.
     """
     values: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for family in runtime.hub.scrape():
+    for family in runtime._hub.scrape():
         for sample in family.samples:
             values[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return values
@@ -83,21 +82,3 @@ def sample_value(runtime: Runtime, name: str, **labels: str) -> float | None:
     if len(found) > 1:
         raise LookupError(f"{len(found)} samples named {name!r} match {labels!r}")
     return found[0] if found else None
-
-
-def inject_crash(runtime: Runtime, sink: str) -> None:
-    """
-    Make a running sink (``"prometheus"`` or ``"otlp"``) fail as if it had crashed.
-
-    The runtime's supervisor restarts it with backoff and counts
-    ``service_restarts_total{service=sink}``.
-
-    Raises:
-        LookupError: If that sink is not running.
-    """
-    if sink == "prometheus" and runtime.prometheus is not None:
-        runtime.call_in_loop(runtime.prometheus.inject_crash)
-    elif sink == "otlp" and runtime.otlp is not None:
-        runtime.otlp.inject_crash()
-    else:
-        raise LookupError(f"no running {sink!r} sink")

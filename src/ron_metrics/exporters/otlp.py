@@ -12,18 +12,19 @@ The OTLP push sink: every ``interval``, capture one collection from the hub and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
-from ron_metrics.config import OtlpConfig
+from ron_metrics.config.model import OtlpConfig
+from ron_metrics.errors import ExporterError
 from ron_metrics.exporters._delta import DeltaConverter
 from ron_metrics.families import SelfMetrics
-from ron_metrics.health import HealthRegistry
 from ron_metrics.hub import HubReader
 from ron_metrics.logs import log_event
 from ron_metrics.safety import read_checked
@@ -32,7 +33,6 @@ __all__ = ["OtlpSink", "build_exporter"]
 
 _log = logging.getLogger("ron_metrics.otlp")
 FAILURE_LOG_INTERVAL = 30.0
-HEALTH_CHECK = "otlp"
 FAILING_REASON = "otlp_export_failing"
 
 
@@ -142,22 +142,16 @@ class OtlpSink:
         *,
         hub: HubReader,
         self_metrics: SelfMetrics,
-        health: HealthRegistry,
         exporter: MetricExporter | None = None,
-        health_name: str = HEALTH_CHECK,
     ) -> None:
         self.config = config
         self._hub = hub
         self._self_metrics = self_metrics
-        self._health = health
-        self._health_name = health_name
-        self._health_lock = threading.Lock()
         self._exporter = exporter or build_exporter(config)
         # Delta (and low-memory) preference: deltas computed from the cumulative hub.
         self._delta = DeltaConverter() if config.temporality != "cumulative" else None
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._crash_requested = False
         self.crashed: Exception | None = None
         self._export_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -166,11 +160,13 @@ class OtlpSink:
         self.exports_ok = 0
         self.exports_failed = 0
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """
         Start the export thread; its first export runs at once (the sink's proof).
         """
-        self._health.declare(self._health_name)
+        self._start_thread()
+
+    def _start_thread(self) -> None:
         self._thread = threading.Thread(
             target=self._loop, name="ron-metrics-otlp", daemon=True
         )
@@ -187,6 +183,38 @@ class OtlpSink:
             if self._stop.wait(0.02):
                 break
         return self.exports_ok > 0
+
+    async def prove(self, deadline: float) -> None:
+        """
+        Wait for one successful export (off the loop).
+
+        Raises:
+            ExporterError: If none succeeded by ``deadline``.
+        """
+        remaining = max(0.1, deadline - time.monotonic())
+        if not await asyncio.to_thread(self.proven, remaining):
+            raise ExporterError(
+                "the new OTLP sink made no successful export to"
+                f" {self.config.resolved_endpoint} before the deadline"
+            )
+
+    def describe(self) -> Mapping[str, str]:
+        """
+        ``{"endpoint": ...}`` (headers, which may hold secrets, are never shown).
+        """
+        return {"endpoint": self.config.resolved_endpoint}
+
+    def readiness_check(self) -> str | None:
+        """
+        ``None`` after a successful export; failing after ``failure_threshold`` failures.
+        """
+        if not self.alive() and not self._stop.is_set():
+            return "export thread down"
+        if self._consecutive_failures >= self.config.failure_threshold:
+            return FAILING_REASON
+        if not self.exports_ok:
+            return "not yet reported"
+        return None
 
     def alive(self) -> bool:
         """
@@ -239,13 +267,10 @@ class OtlpSink:
                     after=self._consecutive_failures,
                 )
             self._consecutive_failures = 0
-            self._set_health(ok=True)
         else:
             self.exports_failed += 1
             self._consecutive_failures += 1
             self._self_metrics.otlp_export_failures.add(1)
-            if self._consecutive_failures >= self.config.failure_threshold:
-                self._set_health(ok=False)
             now = time.monotonic()
             if now - self._last_failure_log >= FAILURE_LOG_INTERVAL:
                 self._last_failure_log = now
@@ -262,32 +287,31 @@ class OtlpSink:
         try:
             while not self._stop.is_set():
                 self.export_once()
-                if self._wake.wait(self.config.interval):
-                    if self._crash_requested:
-                        raise RuntimeError("injected OTLP sink crash")
-                    if self._stop.is_set():
-                        return
+                if self._wake.wait(self.config.interval) and self._stop.is_set():
+                    return
         except Exception as exc:
             self.crashed = exc
             log_event(_log, logging.ERROR, "otlp_sink_crashed", error=repr(exc))
 
-    def inject_crash(self) -> None:
-        """
-        Testing hook: make the export thread die as if it had crashed.
-        """
-        self._crash_requested = True
-        self._wake.set()
-
-    def restart(self) -> None:
+    async def restart(self) -> None:
         """
         Start a fresh export thread after the previous one died.
         """
-        self._crash_requested = False
         self._wake.clear()
         self.crashed = None
-        self.start()
+        self._start_thread()
 
-    def stop(self, timeout: float, *, flush: bool = True) -> None:
+    async def stop(self, deadline: float, *, flush: bool = True) -> None:
+        """
+        Stop the loop, export once more (``flush``) by ``deadline``, close the exporter.
+
+        Runs off the loop: joining the thread and the final export block.
+        """
+        await asyncio.to_thread(
+            self.stop_blocking, max(0.0, deadline - time.monotonic()), flush=flush
+        )
+
+    def stop_blocking(self, timeout: float, *, flush: bool = True) -> None:
         """
         Stop the loop, export once more (the final flush) within ``timeout``, close the exporter.
         """
@@ -305,26 +329,3 @@ class OtlpSink:
             )
         except Exception as exc:
             log_event(_log, logging.WARNING, "otlp_shutdown_failed", error=repr(exc))
-        with self._health_lock:
-            self._health.remove(self._health_name)
-
-    def _set_health(self, *, ok: bool) -> None:
-        with self._health_lock:
-            self._health.set(
-                self._health_name, ok=ok, detail=None if ok else FAILING_REASON
-            )
-
-    def rename_health(self, name: str) -> None:
-        """
-        Report readiness under ``name`` from now on, carrying the current state over.
-        """
-        with self._health_lock:
-            self._health.remove(self._health_name)
-            self._health_name = name
-            failing = self._consecutive_failures >= self.config.failure_threshold
-            if self.exports_ok or failing:
-                self._health.set(
-                    name, ok=not failing, detail=FAILING_REASON if failing else None
-                )
-            else:
-                self._health.declare(name)

@@ -75,6 +75,8 @@ class GuardedServer:
         # How long in-flight connections may finish at shutdown (set by the sink).
         self.graceful_timeout: float = config.graceful_timeout
         self._lifespan_state: dict[str, Any] = {}
+        # Set while our accept loop is registered with the event loop.
+        self.serving = asyncio.Event()
 
     @property
     def open_connections(self) -> int:
@@ -206,9 +208,11 @@ class GuardedServer:
         server = await asyncio.start_server(
             self._on_connection, sock=sock, backlog=self._config.backlog
         )
+        self.serving.set()
         try:
             await shutdown_trigger()
         finally:
+            self.serving.clear()
             await self._context.terminated.set()
             server.close()
             await server.wait_closed()

@@ -1,0 +1,60 @@
+"""
+The scrape pipeline: which collection and which encoder serve ``/metrics``.
+
+``encoder = "direct"`` (the default) writes the exposition straight from the SDK's
+``MetricsData``; ``"reference"`` takes opentelemetry-exporter-prometheus's
+translate-then-encode path. Both write the same bytes; the reference stays
+selectable as the oracle the direct encoder is tested against.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricsData
+
+from ron_metrics.config.model import PrometheusConfig
+from ron_metrics.exporters.prometheus.encode import DirectEncoder
+from ron_metrics.exporters.prometheus.render import (
+    Format,
+    Rendered,
+    finish,
+    finish_streaming,
+    render,
+)
+from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
+from ron_metrics.hub import HubReader
+
+__all__ = ["scrape_pipeline"]
+
+
+def scrape_pipeline(
+    config: PrometheusConfig, hub: HubReader, executor: concurrent.futures.Executor
+) -> ScrapeCoalescer:
+    """
+    A single-flight collector + renderer for ``config.encoder``, running on ``executor``.
+    """
+    max_bytes = config.max_response_bytes
+    if config.encoder == "reference":
+
+        def render_reference(families: Any, fmt: Format, gzip_ok: bool) -> Rendered:
+            return render(families, fmt, gzip_ok=gzip_ok, max_bytes=max_bytes)
+
+        return ScrapeCoalescer(hub.scrape, render_reference, executor)
+    direct = DirectEncoder(
+        target_info=hub.target_info,
+        scope_labels=hub.scope_labels,
+        on_clash=hub.report_clash,
+    )
+
+    def collect() -> MetricsData:
+        return hub.capture() or MetricsData(resource_metrics=[])
+
+    def render_direct(data: MetricsData, fmt: Format, gzip_ok: bool) -> Rendered:
+        if gzip_ok:
+            # Compressed as it is written: never a second full copy.
+            return finish_streaming(direct.chunks(data, fmt), fmt, max_bytes=max_bytes)
+        return finish(direct.encode(data, fmt), fmt, gzip_ok=False, max_bytes=max_bytes)
+
+    return ScrapeCoalescer(collect, render_direct, executor)
