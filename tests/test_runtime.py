@@ -3,11 +3,12 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from typing import Any
 
 import pytest
 
 from conftest import StartFn, run_python, threads_started_since
-from ron_metrics import LifecycleError, RuntimeState, start, start_async
+from ron_metrics import Config, LifecycleError, RuntimeState, start, start_async
 from ron_metrics.testing import config_for_tests, runtime_for_tests, sample_value
 
 
@@ -328,3 +329,85 @@ class TestTestingHelpers:
             assert sample_value(runtime, "nothing_total") is None
             with pytest.raises(LookupError):
                 sample_value(runtime, "jobs_total")
+
+
+class TestPrometheusReload:
+    """A Prometheus setting change keeps the bound socket: no gap, no new port."""
+
+    @pytest.mark.parametrize("fixed_port", [True, False])
+    def test_setting_changes_never_refuse_a_connection(self, fixed_port: bool) -> None:
+        """Reloads under constant probing: every connection answered, same address."""
+        import time
+
+        import httpx
+
+        from conftest import free_port
+
+        bind = f"127.0.0.1:{free_port() if fixed_port else 0}"
+
+        def config(**prometheus: Any) -> Config:
+            return config_for_tests(
+                exporter={
+                    "kind": "prometheus",
+                    "prometheus": {"bind": bind, **prometheus},
+                }
+            )
+
+        with start(config(), set_global=False) as runtime:
+            address = runtime.address
+            done = threading.Event()
+            failures: list[str] = []
+            answered = [0]
+
+            def probe() -> None:
+                # A fresh connection each time: a moment without a listener shows
+                # up as a refused connection.
+                while not done.is_set():
+                    try:
+                        with httpx.Client(timeout=5) as client:
+                            client.get(f"{address}/healthz")
+                        answered[0] += 1
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+
+            prober = threading.Thread(target=probe)
+            prober.start()
+            try:
+                time.sleep(0.2)
+                changes: list[dict[str, Any]] = [
+                    {"gzip": False},
+                    {"gzip": False, "max_in_flight": 9},
+                    {},
+                ]
+                for change in changes:
+                    runtime.reload(config(**change))
+                    assert runtime.address == address
+                    time.sleep(0.2)
+            finally:
+                done.set()
+                prober.join(10)
+            assert failures == []
+            assert answered[0] > 10
+            body = httpx.get(
+                f"{address}/metrics", headers={"accept-encoding": "gzip"}, timeout=5
+            )
+            assert body.headers.get("content-encoding") == "gzip"  # the last config
+
+    def test_a_new_address_is_bound_before_the_old_one_closes(self) -> None:
+        """A changed bind serves the new address; the old one is then released."""
+        import httpx
+
+        with start(
+            config_for_tests(exporter={"kind": "prometheus"}), set_global=False
+        ) as runtime:
+            old = runtime.address
+            runtime.reload(
+                config_for_tests(
+                    exporter={"kind": "prometheus", "prometheus": {"bind": "[::1]:0"}}
+                )
+            )
+            assert runtime.address != old
+            assert str(runtime.address).startswith("http://[::1]:")
+            assert httpx.get(f"{runtime.address}/readyz", timeout=5).status_code == 200
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"{old}/healthz", timeout=2)

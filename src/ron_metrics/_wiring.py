@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ron_metrics.config.model import ExporterConfig, OtlpConfig, PrometheusConfig
+from ron_metrics._engine import SinkEngine
+from ron_metrics.bus import Bus
+from ron_metrics.config.model import (
+    Config,
+    ExporterConfig,
+    OtlpConfig,
+    PrometheusConfig,
+)
 from ron_metrics.exporters.base import Sink, SinkKind
 from ron_metrics.exporters.otlp import OtlpSink
 from ron_metrics.exporters.prometheus.server import PrometheusSink
 from ron_metrics.families import SelfMetrics
-from ron_metrics.health import HealthSnapshot
+from ron_metrics.health import HealthRegistry, HealthSnapshot
 from ron_metrics.hub import HubReader
+from ron_metrics.provider import BuiltProvider
 
-__all__ = ["sink_kinds"]
+__all__ = ["build_engine", "sink_kinds"]
 
 
 def _prometheus_settings(exporter: ExporterConfig) -> PrometheusConfig | None:
@@ -61,4 +69,21 @@ def sink_kinds(
     return (
         SinkKind("prometheus", _prometheus_settings, prometheus),
         SinkKind("otlp", _otlp_settings, otlp),
+    )
+
+
+def build_engine(
+    config: Config, built: BuiltProvider, *, health: HealthRegistry, bus: Bus
+) -> SinkEngine:
+    """
+    The sink engine of one runtime, with this package's sink kinds.
+    """
+    kinds = sink_kinds(
+        service=config.service.name,
+        hub=built.hub,
+        self_metrics=built.self_metrics,
+        readiness=health.snapshot,
+    )
+    return SinkEngine(
+        config, kinds, health=health, bus=bus, self_metrics=built.self_metrics
     )

@@ -21,9 +21,8 @@ from types import TracebackType
 from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.sdk.metrics import MeterProvider
 
-from ron_metrics._engine import SinkEngine
 from ron_metrics._loop import LoopThread
-from ron_metrics._wiring import sink_kinds
+from ron_metrics._wiring import build_engine
 from ron_metrics.bus import Bus, Draining, Subscription
 from ron_metrics.config.model import Config
 from ron_metrics.errors import LifecycleError
@@ -65,19 +64,7 @@ class Runtime:
         self._provider: MeterProvider = built.provider
         self._hub = built.hub
         self._bus = Bus(on_lag=built.self_metrics.bus_lagged.add)
-        kinds = sink_kinds(
-            service=config.service.name,
-            hub=built.hub,
-            self_metrics=built.self_metrics,
-            readiness=self._health.snapshot,
-        )
-        self._engine = SinkEngine(
-            config,
-            kinds,
-            health=self._health,
-            bus=self._bus,
-            self_metrics=built.self_metrics,
-        )
+        self._engine = build_engine(config, built, health=self._health, bus=self._bus)
         self._loop_thread: LoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._health.set("config", ok=True)
@@ -211,11 +198,7 @@ class Runtime:
         self.shutdown()
 
     def _check_process(self) -> None:
-        if os.getpid() != self._pid:
-            raise LifecycleError(
-                "this Runtime was created in another process (inherited across fork);"
-                " call ron_metrics.start() in the child, e.g. in the post-fork hook"
-            )
+        _check_process(self._pid)
 
     def _running_loop_for(self, what: str) -> asyncio.AbstractEventLoop:
         self._check_process()
@@ -260,14 +243,17 @@ class Runtime:
         if self._set_global:
             install_global(self._provider)
         self._state = RuntimeState.RUNNING
-        log_event(
-            _log,
-            logging.INFO,
-            "started",
-            service=self.config.service.name,
-            exporter=self.config.exporter.kind,
-            address=self.address,
-            config_digest=self.config.digest,
+        config = self.config
+        log_event(_log, logging.INFO, "started", service=config.service.name,
+                  exporter=config.exporter.kind, address=self.address,
+                  config_digest=config.digest)  # fmt: skip
+
+
+def _check_process(pid: int) -> None:
+    if os.getpid() != pid:
+        raise LifecycleError(
+            "this Runtime was created in another process (inherited across fork);"
+            " call ron_metrics.start() in the child, e.g. in the post-fork hook"
         )
 
 

@@ -26,12 +26,9 @@ Names that clash with an earlier family are left out as on the reference path
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
-from json import dumps
 from typing import Any
 
 from opentelemetry.exporter.prometheus._mapping import (
@@ -49,102 +46,33 @@ from opentelemetry.sdk.metrics.export import (
     NumberDataPoint,
     Sum,
 )
-from prometheus_client import utils as _prometheus_utils
 
+from ron_metrics.exporters.prometheus.exposition import (
+    Family,
+    Scope,
+    Series,
+    label_block,
+    label_value,
+    number,
+    text,
+    without_clashes,
+    write_openmetrics,
+    write_text,
+)
 from ron_metrics.exporters.prometheus.render import Format
-from ron_metrics.hub import NO_DESCRIPTION, SAMPLE_SUFFIXES
+from ron_metrics.hub import NO_DESCRIPTION
 
 __all__ = ["DirectEncoder"]
 
 _TARGET_NAME = "target"
 _TARGET_HELP = "Target metadata"
-_LEGACY_LABEL_RUNES = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
-)
 # Encoding holds the GIL; every this many series it is let go for a moment, so the
 # event loop answers /healthz and /readyz while a large scrape renders.
 _YIELD_EVERY = 2000
 
 
-@dataclass(slots=True)
-class _Scope:
-    scope: Any  # the SDK's scope object (identity check)
-    labels: dict[str, Any]
-
-
-@dataclass(slots=True)
-class _Series:
-    """
-    One series' labels, rendered: its sorted label names, values and block.
-    """
-
-    attributes: Any  # the SDK's attributes object (identity check), or None
-    scope: _Scope | None
-    keys: tuple[str, ...]
-    values: tuple[str, ...]
-    block: str
-    _around_le: tuple[str, str] | None = None
-
-    def around_le(self) -> tuple[str, str]:
-        """
-        The block split around a histogram's ``le`` label (an attribute named
-        ``le`` gives way to the bucket bound, as on the reference path).
-        """
-        if self._around_le is None:
-            pairs = list(zip(self.keys, self.values, strict=False))
-            self._around_le = (
-                _block([p for p in pairs if p[0] < "le"]),
-                _block([p for p in pairs if p[0] > "le"]),
-            )
-        return self._around_le
-
-
-@dataclass(slots=True)
-class _Family:
-    name: str
-    type: str
-    documentation: str
-    unit: str
-    labelnames: tuple[str, ...]
-    # One entry per sample, as plain strings (cheap for the garbage collector):
-    # the name suffix ("", "_total", "_bucket", ...) and the rest of the line.
-    suffixes: list[str] = field(default_factory=list)
-    rests: list[str] = field(default_factory=list)
-    metrics: int = 0
-    # Only for a family several metrics merged into: (suffix, block) already seen.
-    seen: set[tuple[str, str]] | None = None
-    repeated: bool = False
-
-    def add(self, suffix: str, block: str, value: str) -> None:
-        if self.seen is not None:
-            key = (suffix, block)
-            if key in self.seen:
-                self.repeated = True
-                return
-            self.seen.add(key)
-        self.suffixes.append(suffix)
-        self.rests.append(f"{{{block}}} {value}\n" if block else f" {value}\n")
-
-    def merging(self) -> None:
-        # A second metric joins: from now on a series both report is kept once.
-        self.metrics += 1
-        if self.metrics == 2:
-            self.seen = {
-                (suffix, _block_of(rest))
-                for suffix, rest in zip(self.suffixes, self.rests, strict=True)
-            }
-
-
-def _label_value(value: Any) -> str:
-    return _text(value).replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
 def _label_pairs(names: Sequence[str], values: Sequence[str]) -> list[tuple[str, str]]:
     return sorted(zip(names, values, strict=False))
-
-
-def _block(pairs: Iterable[tuple[str, str]]) -> str:
-    return ",".join(f'{name}="{_label_value(value)}"' for name, value in pairs)
 
 
 def _family_name(metric_name: str, unit: str, kind: str) -> str:
@@ -189,12 +117,12 @@ class DirectEncoder:
         self._scope_labels = scope_labels
         self._on_clash = on_clash or (lambda _name: None)
         # Caches kept between scrapes; each scrape keeps only what it used.
-        self._cache: dict[tuple[int, int], _Series] = {}
-        self._next_cache: dict[tuple[int, int], _Series] = {}
-        self._scopes: dict[int, _Scope] = {}
-        self._next_scopes: dict[int, _Scope] = {}
-        self._blocks: dict[Any, _Series] = {}
-        self._next_blocks: dict[Any, _Series] = {}
+        self._cache: dict[tuple[int, int], Series] = {}
+        self._next_cache: dict[tuple[int, int], Series] = {}
+        self._scopes: dict[int, Scope] = {}
+        self._next_scopes: dict[int, Scope] = {}
+        self._blocks: dict[Any, Series] = {}
+        self._next_blocks: dict[Any, Series] = {}
         self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._le_labels: dict[tuple[float, ...], list[str]] = {}
 
@@ -209,19 +137,19 @@ class DirectEncoder:
         The exposition of ``data`` in ``fmt``, as text pieces (for streaming).
         """
         self._next_cache, self._next_scopes, self._next_blocks = {}, {}, {}
-        families = _without_clashes(list(self._families(data)), self._on_clash)
+        families = without_clashes(list(self._families(data)), self._on_clash)
         self._cache, self._next_cache = self._next_cache, {}
         self._scopes, self._next_scopes = self._next_scopes, {}
         self._blocks, self._next_blocks = self._next_blocks, {}
         if len(self._interned) > 4 * len(self._cache) + 1024:
             self._interned = {}
-        writer = _write_openmetrics if fmt is Format.OPENMETRICS else _write_text
+        writer = write_openmetrics if fmt is Format.OPENMETRICS else write_text
         return writer(families)
 
     # -- translation ------------------------------------------------------------
 
-    def _families(self, data: MetricsData) -> Iterator[_Family]:
-        families: dict[str, _Family] = {}
+    def _families(self, data: MetricsData) -> Iterator[Family]:
+        families: dict[str, Family] = {}
         if self._target_info and data.resource_metrics:
             families[_TARGET_NAME] = self._target(data)
         series = 0
@@ -235,17 +163,17 @@ class DirectEncoder:
                         time.sleep(0)
         yield from families.values()
 
-    def _target(self, data: MetricsData) -> _Family:
+    def _target(self, data: MetricsData) -> Family:
         attributes: dict[str, Any] = {}
         for rm in data.resource_metrics:
             attributes = {**attributes, **rm.resource.attributes}
         labels = {sanitize_attribute(k): v for k, v in attributes.items()}
-        block = _block(sorted((k, v) for k, v in labels.items()))
-        family = _Family(_TARGET_NAME, "info", _TARGET_HELP, "", tuple(labels))
+        block = label_block(sorted((k, v) for k, v in labels.items()))
+        family = Family(_TARGET_NAME, "info", _TARGET_HELP, "", tuple(labels))
         family.add("_info", block, "1.0")
         return family
 
-    def _scope(self, scope: Any) -> _Scope:
+    def _scope(self, scope: Any) -> Scope:
         found = self._scopes.get(id(scope))
         if found is None or found.scope is not scope:
             attrs: dict[str, Any] = {}
@@ -257,12 +185,12 @@ class DirectEncoder:
                 attrs["otel_scope_name"] = scope.name or ""
                 attrs["otel_scope_version"] = scope.version or ""
                 attrs["otel_scope_schema_url"] = scope.schema_url or ""
-            found = _Scope(scope, attrs)
+            found = Scope(scope, attrs)
         self._next_scopes[id(scope)] = found
         return found
 
     def _translate(
-        self, metric: Metric, scope: _Scope, families: dict[str, _Family]
+        self, metric: Metric, scope: Scope, families: dict[str, Family]
     ) -> int:
         kind = _kind(metric)
         if kind is None:
@@ -284,7 +212,7 @@ class DirectEncoder:
         family_id = f"{metric_name}|{description}|{unit}|{kind}"
         family = families.get(family_id)
         if family is None:
-            family = _Family(
+            family = Family(
                 _family_name(metric_name, unit, kind), kind, description, unit, keys
             )
             families[family_id] = family
@@ -304,42 +232,42 @@ class DirectEncoder:
     def _intern(self, keys: tuple[str, ...]) -> tuple[str, ...]:
         return self._interned.setdefault(keys, keys)
 
-    def _series(self, attributes: Any, scope: _Scope) -> _Series:
+    def _series(self, attributes: Any, scope: Scope) -> Series:
         # The SDK hands out the same attributes object for a series on every
         # collection: its label block is rendered once and reused while it lives.
         cache_key = (id(attributes), id(scope))
         found = self._cache.get(cache_key)
         if found is None or found.attributes is not attributes:
             row = {
-                _sanitized(k): _text(v)
+                _sanitized(k): text(v)
                 for k, v in chain(scope.labels.items(), (attributes or {}).items())
             }
             keys = self._intern(tuple(sorted(row)))
             values = tuple(row[k] for k in keys)
             pairs = zip(keys, values, strict=True)
-            found = _Series(attributes, scope, keys, values, _block(pairs))
+            found = Series(attributes, scope, keys, values, label_block(pairs))
         self._next_cache[cache_key] = found
         return found
 
-    def _aligned(self, names: tuple[str, ...], values: tuple[str, ...]) -> _Series:
+    def _aligned(self, names: tuple[str, ...], values: tuple[str, ...]) -> Series:
         key = (names, values)
         found = self._blocks.get(key)
         if found is None:
             pairs = _label_pairs(names, values)
-            found = _Series(None, None, names, values, _block(pairs))
+            found = Series(None, None, names, values, label_block(pairs))
         self._next_blocks[key] = found
         return found
 
     def _add_point(
         self,
-        family: _Family,
-        series: _Series,
+        family: Family,
+        series: Series,
         point: NumberDataPoint | HistogramDataPoint | Any,
     ) -> None:
         block = series.block
         if not isinstance(point, HistogramDataPoint):
             suffix = "_total" if family.type == "counter" else ""
-            family.add(suffix, block, _number(point.value))
+            family.add(suffix, block, number(point.value))
             return
         before, after = series.around_le()
         total = 0
@@ -347,62 +275,22 @@ class DirectEncoder:
         for le, count in zip(les, point.bucket_counts, strict=False):
             total += count
             joined = ",".join(part for part in (before, le, after) if part)
-            family.add("_bucket", joined, _number(total))
+            family.add("_bucket", joined, number(total))
         if float(les[0][4:-1]) >= 0:
-            family.add("_count", block, _number(total))
-            family.add("_sum", block, _number(point.sum))
+            family.add("_count", block, number(total))
+            family.add("_sum", block, number(point.sum))
 
     def _les(self, bounds: Sequence[float]) -> list[str]:
         key = tuple(bounds)
         found = self._le_labels.get(key)
         if found is None:
             found = [
-                f'le="{_label_value(bound)}"'
+                f'le="{label_value(bound)}"'
                 for bound in [*(f"{b}" for b in bounds), "+Inf"]
             ]
             if len(self._le_labels) < 1024:
                 self._le_labels[key] = found
         return found
-
-
-def _without_clashes(
-    families: list[_Family], on_clash: Callable[[str], None]
-) -> list[_Family]:
-    # The reference path's rule (see ron_metrics.hub.without_name_clashes): the
-    # first family keeps a name; a later one reusing any of its names is left
-    # out, and a series repeated within a family is kept once.
-    taken: set[str] = set()
-    kept: list[_Family] = []
-    for family in families:
-        own = {"counter": "_total", "info": "_info"}.get(family.type, "")
-        names = {family.name, family.name + own}
-        names.update(
-            family.name + suffix for suffix in SAMPLE_SUFFIXES.get(family.type, ())
-        )
-        if names & taken:
-            on_clash(family.name)
-            continue
-        taken |= names
-        if family.repeated:
-            on_clash(family.name)
-        kept.append(family)
-    return kept
-
-
-def _block_of(rest: str) -> str:
-    # The label block of a stored line rest ("{block} value\n" or " value\n").
-    return rest[1 : rest.rindex("} ")] if rest.startswith("{") else ""
-
-
-def _number(value: float) -> str:
-    # prometheus_client's formatting: repr of the float, except +Inf/-Inf/NaN and
-    # Go-style exponents for large values, which its own function handles.
-    number = float(value)
-    text = repr(number)
-    if math.isnan(number) or math.isinf(number) or (number > 0 and text.find(".") > 6):
-        slow: str = _prometheus_utils.floatToGoString(number)  # type: ignore[no-untyped-call]  # untyped upstream
-        return slow
-    return text
 
 
 _SANITIZED: dict[str, str] = {}
@@ -416,51 +304,3 @@ def _sanitized(key: str) -> str:
         if len(_SANITIZED) < 65536:
             _SANITIZED[key] = name
     return name
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else dumps(value, default=str)
-
-
-def _help_text(documentation: str) -> str:
-    return documentation.replace("\\", r"\\").replace("\n", r"\n")
-
-
-def _help_openmetrics(documentation: str) -> str:
-    return _help_text(documentation).replace('"', r"\"")
-
-
-def _write_text(families: Sequence[_Family]) -> Iterator[str]:
-    for family in families:
-        name, kind = family.name, family.type
-        if kind == "counter":
-            name += "_total"
-        elif kind == "info":
-            name += "_info"
-            kind = "gauge"
-        yield f"# HELP {name} {_help_text(family.documentation)}\n"
-        yield f"# TYPE {name} {kind}\n"
-        name = family.name
-        for suffix, rest in zip(family.suffixes, family.rests, strict=True):
-            yield name + suffix + rest
-
-
-def _openmetrics_sample_name(name: str) -> str:
-    if all(ch in _LEGACY_LABEL_RUNES for ch in name):
-        return name
-    return "".join(ch if ch in _LEGACY_LABEL_RUNES else "_" for ch in name)
-
-
-def _write_openmetrics(families: Sequence[_Family]) -> Iterator[str]:
-    for family in families:
-        yield f"# HELP {family.name} {_help_openmetrics(family.documentation)}\n"
-        yield f"# TYPE {family.name} {family.type}\n"
-        if family.unit:
-            yield f"# UNIT {family.name} {family.unit}\n"
-        names: dict[str, str] = {}
-        for suffix, rest in zip(family.suffixes, family.rests, strict=True):
-            name = names.get(suffix)
-            if name is None:
-                name = names[suffix] = _openmetrics_sample_name(family.name + suffix)
-            yield name + rest
-    yield "# EOF\n"
