@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -67,3 +68,64 @@ class TestOpenTelemetryHooks:
             "resource",
         ]
         assert hasattr(MeterProvider, "_all_metric_readers_lock")
+
+
+class TestPrometheusExporterNaming:
+    """
+    The direct encoder names metrics with opentelemetry-exporter-prometheus's own
+    private helpers, so both paths agree by construction. These pin the helpers'
+    signatures and behaviour: a release that changes them fails here, by name,
+    before any byte-identity test has to explain why.
+    """
+
+    def test_helpers_keep_their_shape(self) -> None:
+        """map_unit(unit), sanitize_attribute(key), sanitize_full_name(name) exist."""
+        from opentelemetry.exporter.prometheus import _mapping
+
+        for helper, argument in [
+            ("map_unit", "unit"),
+            ("sanitize_attribute", "key"),
+            ("sanitize_full_name", "name"),
+        ]:
+            params = list(inspect.signature(getattr(_mapping, helper)).parameters)
+            assert params == [argument], helper
+
+    @pytest.mark.parametrize(
+        ("unit", "mapped"),
+        [
+            ("s", "seconds"),
+            ("ms", "milliseconds"),
+            ("By", "bytes"),
+            ("1", ""),
+            ("{request}", ""),
+            ("m/s", "meters_per_second"),
+            ("%", "percent"),
+        ],
+    )
+    def test_units_map_as_before(self, unit: str, mapped: str) -> None:
+        """UCUM units become the Prometheus unit suffixes we document."""
+        from opentelemetry.exporter.prometheus._mapping import map_unit
+
+        assert map_unit(unit) == mapped
+
+    @pytest.mark.parametrize(
+        ("raw", "attribute", "full_name"),
+        [
+            ("http.route", "http_route", "http_route"),
+            ("1abc", "_abc", "_abc"),
+            ("a-b", "a_b", "a_b"),
+            ("a__b", "a_b", "a_b"),
+            ("ok_1", "ok_1", "ok_1"),
+        ],
+    )
+    def test_names_sanitise_as_before(
+        self, raw: str, attribute: str, full_name: str
+    ) -> None:
+        """Label and metric names are sanitised the way our docs and dashboards assume."""
+        from opentelemetry.exporter.prometheus._mapping import (
+            sanitize_attribute,
+            sanitize_full_name,
+        )
+
+        assert sanitize_attribute(raw) == attribute
+        assert sanitize_full_name(raw) == full_name
