@@ -1,4 +1,4 @@
-.PHONY: demo test bench mutation bootstrap lint clean
+.PHONY: demo test newest bench mutation bootstrap lint clean
 
 # Run the demo: a synthetic workload served on http://127.0.0.1:9464/metrics
 demo:
@@ -8,6 +8,11 @@ demo:
 # The whole test suite (lint, mypy --strict, pytest + coverage, SBOM, licenses)
 test:
 	@scripts/test
+
+# The suite on the newest releases pyproject.toml's ranges allow (fresh venv, no lock)
+newest:
+	@scripts/peers
+	@scripts/newest $(ARGS)
 
 # Benchmarks against the peers; writes docs/benchmarks.md and plots (about 10 minutes)
 bench:
@@ -24,4 +29,4 @@ bootstrap:
 	@scripts/bootstrap
 
 clean:
-	rm -rf .venv .venv-runtime build dist .coverage .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-runtime .venv-newest build dist .coverage .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 import ron_metrics
 from conftest import run_python
 
@@ -38,3 +40,30 @@ class TestPublicApi:
         out = run_python(code).split()
         assert out[0] == "0"
         assert out[1] == "_ProxyMeterProvider"
+
+
+class TestRuntimeSurface:
+    def test_properties_are_read_only(self) -> None:
+        """Users read config, state, address, meter_provider and health; none is assignable."""
+        from ron_metrics.testing import runtime_for_tests
+
+        with runtime_for_tests() as runtime:
+            for name in ("config", "state", "address", "meter_provider", "health"):
+                getattr(runtime, name)
+                with pytest.raises(AttributeError):
+                    setattr(runtime, name, None)
+
+    def test_subscribe_delivers_lifecycle_events(self) -> None:
+        """subscribe() sees a reload's ConfigUpdated and ExporterSwitched, then Draining."""
+        from ron_metrics.testing import config_for_tests
+
+        runtime = ron_metrics.start(config_for_tests(), set_global=False)
+        events = runtime.subscribe()
+        runtime.reload(config_for_tests(exporter={"kind": "prometheus"}))
+        runtime.shutdown()
+        kinds = [type(event) for event in events.drain()]
+        assert kinds == [
+            ron_metrics.ConfigUpdated,
+            ron_metrics.ExporterSwitched,
+            ron_metrics.Draining,
+        ]

@@ -48,6 +48,39 @@ def wait_for(runtime: Any, name: str, value: float, **labels: str) -> float | No
     return seen
 
 
+class TestRotation:
+    def test_certificate_rotation_serves_the_same_socket(self, pki: Pki) -> None:
+        """A reload with a new certificate: same port, new handshakes use the new one."""
+        from conftest import free_port
+        from ron_metrics import start
+        from ron_metrics.testing import config_for_tests
+
+        bind = f"127.0.0.1:{free_port()}"
+
+        def config(name: str) -> Any:
+            tls = {"cert": pki.path(f"{name}.pem"), "key": pki.path(f"{name}.key")}
+            return config_for_tests(
+                exporter={
+                    "kind": "prometheus",
+                    "prometheus": {"bind": bind, "tls": tls},
+                }
+            )
+
+        old_trust = client_context(pki)
+        new_trust = ssl.create_default_context(cafile=pki.path("rogue-ca.pem"))
+        with start(config("server"), set_global=False) as runtime:
+            address = runtime.address
+            assert httpx.get(f"{address}/healthz", verify=old_trust).status_code == 200
+            assert runtime.reload(config("server-next")) == (
+                "exporter.prometheus.tls.cert",
+                "exporter.prometheus.tls.key",
+            )
+            assert runtime.address == address
+            assert httpx.get(f"{address}/healthz", verify=new_trust).status_code == 200
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"{address}/healthz", verify=old_trust)
+
+
 class TestServerTls:
     def test_trusted_client_is_served_over_tls(
         self, start_runtime: StartFn, pki: Pki

@@ -99,6 +99,13 @@ def make_pki(directory: Path) -> Pki:
         "ca",
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
     )
+    # A second server certificate from another CA: what a rotation switches to.
+    _leaf(
+        directory,
+        "server-next",
+        "rogue-ca",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
     _leaf(directory, "client", "ca", "extendedKeyUsage=clientAuth\n")
     _leaf(directory, "rogue-client", "rogue-ca", "extendedKeyUsage=clientAuth\n")
     for key in directory.glob("*.key"):

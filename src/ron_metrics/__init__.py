@@ -9,6 +9,7 @@ Importing this package starts nothing and reads nothing: everything happens in
 
 from __future__ import annotations
 
+from ron_metrics.bus import ConfigUpdated, Draining, ExporterSwitched, Subscription
 from ron_metrics.config import (
     CardinalityConfig,
     Config,
@@ -37,8 +38,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "ConfigUpdated",
+    "Draining",
     "ExporterConfig",
     "ExporterError",
+    "ExporterSwitched",
     "ExposerError",
     "HealthRegistry",
     "HealthSnapshot",
@@ -51,6 +55,7 @@ __all__ = [
     "Runtime",
     "RuntimeState",
     "ServiceConfig",
+    "Subscription",
     "TlsConfig",
     "load_config",
     "start",
