@@ -7,6 +7,7 @@ including those under ``TYPE_CHECKING`` and inside functions).
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -156,3 +157,24 @@ def test_runtime_class_stays_small() -> None:
     ]
     assert runtime.end_lineno is not None
     assert runtime.end_lineno - runtime.lineno + 1 <= MAX_RUNTIME_LINES
+
+
+def test_every_suppression_says_why() -> None:
+    """Each type-checker or linter suppression comment carries a reason after it."""
+    root = PACKAGE.parent.parent
+    type_marker, lint_marker = (
+        "type: " + "ignore",
+        "no" + "qa",
+    )  # spelled apart: not a suppression
+    reasoned = re.compile(
+        type_marker + r"\[[a-z, -]+\]  # \S|" + lint_marker + r": [A-Z0-9, ]+ (-|—) \S"
+    )
+    bare: list[str] = []
+    for folder in ("src", "tests", "benchmarks", "scripts", "examples"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                code = line.split("#", 1)[1] if "#" in line else ""
+                marker = type_marker in code or lint_marker in code
+                if marker and not reasoned.search(line):
+                    bare.append(f"{path.relative_to(root)}:{number}")
+    assert bare == []

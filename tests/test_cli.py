@@ -231,7 +231,7 @@ class TestDemo:
             )
             process.send_signal(signal.SIGHUP)
             applied = read_event(process, "reload_applied")
-            assert "exporter.kind" in applied["changed"]  # type: ignore[operator]
+            assert "exporter.kind" in applied["changed"]  # type: ignore[operator]  # parsed JSON: a list here
             point = rotel.wait_for("http.server.requests", lambda p: (p.value or 0) > 0)
             assert point is not None
             assert point.resource["service.name"] == "ron-metrics-demo"
