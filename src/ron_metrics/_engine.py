@@ -67,6 +67,13 @@ class SinkEngine:
         """
         return self._sinks.get(name)
 
+    def forget_health(self) -> None:
+        """
+        Drop the readiness checks of this engine's sinks (a forked child's new
+        engine registers its own).
+        """
+        self._sinks.forget_health()
+
     def _count_restart(self, name: str) -> None:
         self._self_metrics.service_restarts.add(1, {"service": name})
 

@@ -11,7 +11,7 @@ parent held across ``fork()``) runs *after* the SDK's: the child blocks inside
 
 Our provider replaces that handler: in the child it re-creates the SDK's locks,
 stamps its own ``service.instance.id`` (when the instance was not set
-explicitly), and starts no thread. The hub's collection lock is held across
+explicitly), forgets the parent's measurements, and starts no thread. The hub's collection lock is held across
 ``fork()`` so no child inherits a half-done collection.
 """
 
@@ -55,6 +55,17 @@ class ForkSafeMeterProvider(MeterProvider):
         MeterProvider._all_metric_readers_lock = threading.Lock()
         if self._child_resource is not None:
             self._update_resource(self._child_resource())
+        self._forget_measurements()
+
+    def _forget_measurements(self) -> None:
+        # A child starts counting from zero: what the parent counted before the
+        # fork is the parent's, and would be exported twice (once per process)
+        # otherwise. The SDK keeps one aggregation per series in each view match.
+        consumer = self._measurement_consumer
+        for storage in consumer._reader_storages.values():
+            for matches in storage._instrument_view_instrument_matches.values():
+                for match in matches:
+                    match._attributes_aggregation = {}
 
 
 def hold_across_fork(owner: object, attribute: str = "_lock") -> None:

@@ -5,6 +5,8 @@ A named thread that owns one asyncio loop, for hosts that are not asyncio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -56,3 +58,21 @@ class LoopThread:
             self._thread.join(timeout)
             if not self._thread.is_alive():
                 self.loop.close()
+
+    def abandon_in_child(self) -> None:
+        """
+        In a forked child: close the descriptors the parent's loop watched.
+
+        The thread does not exist here. Connections and listening sockets copied
+        into the child would otherwise stay open after the parent closes them.
+        The caller keeps this object alive, so no socket object closes its number
+        a second time later.
+        """
+        selector = getattr(self.loop, "_selector", None)
+        if selector is None:
+            return
+        for key in list(selector.get_map().values()):
+            with contextlib.suppress(OSError):
+                os.close(key.fd)
+        with contextlib.suppress(OSError):
+            os.close(selector.fileno())

@@ -121,6 +121,13 @@ class SinkSet:
         for entry in self._running.values():
             await entry.sink.stop(deadline)
 
+    def forget_health(self) -> None:
+        """
+        Remove the readiness checks of every kind (the sinks are left as they are).
+        """
+        for kind in self._kinds:
+            self._health.remove(kind.name)
+
     def _adopt(self, name: str, entry: _Running) -> None:
         self._running[name] = entry
         self._health.add_check(name, entry.sink.readiness_check)

@@ -7,7 +7,11 @@ supervisor see :class:`~ron_metrics.exporters.base.SinkKind` and the sink contra
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+
+from opentelemetry.sdk.metrics.export import MetricsData
+from opentelemetry.sdk.resources import Resource
 
 from ron_metrics._engine import SinkEngine
 from ron_metrics.bus import Bus
@@ -19,11 +23,14 @@ from ron_metrics.config.model import (
 )
 from ron_metrics.exporters.base import Sink, SinkKind
 from ron_metrics.exporters.otlp import OtlpSink
+from ron_metrics.exporters.prometheus.listener import Listener
 from ron_metrics.exporters.prometheus.server import PrometheusSink
 from ron_metrics.families import SelfMetrics
 from ron_metrics.health import HealthRegistry, HealthSnapshot
 from ron_metrics.hub import HubReader
-from ron_metrics.provider import BuiltProvider
+from ron_metrics.multiprocess.group import Group
+from ron_metrics.multiprocess.sink import GroupExposer, Lease
+from ron_metrics.provider import BuiltProvider, build_resource
 
 __all__ = ["build_engine", "sink_kinds"]
 
@@ -42,24 +49,48 @@ def sink_kinds(
     hub: HubReader,
     self_metrics: SelfMetrics,
     readiness: Callable[[], HealthSnapshot],
+    group: tuple[Group, Resource] | None = None,
 ) -> tuple[SinkKind, ...]:
     """
-    The Prometheus exposer and the OTLP push, in start order.
+    The Prometheus exposer (a group member's, in a multi-process group) and the
+    OTLP push, in start order.
     """
+    collect: Callable[[], MetricsData] | None = None
+    lease: Lease | None = None
+    if group is not None:
+        members, resource = group
+        lease = Lease(members)
 
-    def prometheus(settings: PrometheusConfig, predecessor: Sink | None) -> Sink:
-        # Same address: serve the predecessor's bound socket (no rebind, no gap).
-        listener = (
-            predecessor.share_listener(settings)
-            if isinstance(predecessor, PrometheusSink)
-            else None
-        )
+        def collect() -> MetricsData:
+            hub.capture()  # our own observable instruments write through first
+            return members.collect(resource)
+
+    def exposer(
+        settings: PrometheusConfig, listener: Listener | None
+    ) -> PrometheusSink:
         return PrometheusSink(
             settings,
             service=service,
             hub=hub,
             self_metrics=self_metrics,
             readiness=readiness,
+            listener=listener,
+            collect=collect,
+        )
+
+    def prometheus(settings: PrometheusConfig, predecessor: Sink | None) -> Sink:
+        # Same address: serve the predecessor's bound socket (no rebind, no gap).
+        listener = (
+            predecessor.share_listener(settings)
+            if isinstance(predecessor, (PrometheusSink, GroupExposer))
+            else None
+        )
+        if lease is None:
+            return exposer(settings, listener)
+        return GroupExposer(
+            settings,
+            lease=lease,
+            build=lambda shared: exposer(settings, shared),
             listener=listener,
         )
 
@@ -70,6 +101,16 @@ def sink_kinds(
         SinkKind("prometheus", _prometheus_settings, prometheus),
         SinkKind("otlp", _otlp_settings, otlp),
     )
+
+
+def group_resource(config: Config) -> Resource:
+    """
+    The resource of a group's totals: the service, one instance for the whole group
+    (the configured one, else the host name) rather than the serving process's.
+    """
+    resource = build_resource(config)
+    instance = config.service.instance or socket.gethostname()
+    return resource.merge(Resource({"service.instance.id": instance}))
 
 
 def build_engine(
@@ -83,6 +124,7 @@ def build_engine(
         hub=built.hub,
         self_metrics=built.self_metrics,
         readiness=health.snapshot,
+        group=None if built.group is None else (built.group, group_resource(config)),
     )
     return SinkEngine(
         config, kinds, health=health, bus=bus, self_metrics=built.self_metrics

@@ -32,6 +32,8 @@ from ron_metrics.errors import LifecycleError
 from ron_metrics.families import SelfMetrics
 from ron_metrics.hub import HubReader
 from ron_metrics.logs import log_event
+from ron_metrics.multiprocess.aggregation import CURRENT
+from ron_metrics.multiprocess.group import Group
 from ron_metrics.views import SELF_METER_NAME, build_views
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "build_resource",
     "check_global_free",
     "install_global",
+    "join_group",
+    "shut_down",
 ]
 
 AMNESIA_ATTRIBUTE = "ron.amnesia"
@@ -92,6 +96,7 @@ class BuiltProvider:
     provider: MeterProvider
     hub: HubReader
     self_metrics: SelfMetrics
+    group: Group | None = None
 
 
 def build_provider(config: Config) -> BuiltProvider:
@@ -106,7 +111,8 @@ def build_provider(config: Config) -> BuiltProvider:
     exemplars = (
         config.exporter.otlp_enabled and config.sdk.exemplar_filter != "always_off"
     )
-    views = build_views(config.cardinality, exemplars=exemplars)
+    group = join_group(config)
+    views = build_views(config.cardinality, exemplars=exemplars, shared=bool(group))
     prometheus = config.exporter.prometheus
     hub = HubReader(
         target_info=prometheus.target_info,
@@ -132,7 +138,42 @@ def build_provider(config: Config) -> BuiltProvider:
         lambda grown: self_metrics.rejected.add(grown, {"reason": "cardinality"}),
     )
     hub.on_name_collision = lambda name: _name_collision(self_metrics, name)
-    return BuiltProvider(provider=provider, hub=hub, self_metrics=self_metrics)
+    return BuiltProvider(
+        provider=provider, hub=hub, self_metrics=self_metrics, group=group
+    )
+
+
+def shut_down(built: BuiltProvider, timeout_millis: float) -> None:
+    """
+    Shut the provider down and leave the group: this process's totals stay in its
+    file (counted as an exited member's), its gauges and up-down counters drop out.
+    """
+    try:
+        built.provider.shutdown(timeout_millis=timeout_millis)
+    finally:
+        if built.group is not None:
+            built.group.leave()
+            CURRENT.store = None
+
+
+def join_group(config: Config) -> Group | None:
+    """
+    Join the ``[multiprocess]`` group (one per process), making its store current.
+
+    Raises:
+        LifecycleError: If another runtime of this process already joined one.
+        ConfigError: If the directory is unsafe.
+    """
+    if not config.multiprocess.enabled or config.multiprocess.dir is None:
+        return None
+    if CURRENT.store is not None:
+        raise LifecycleError(
+            "this process already belongs to a multi-process group (one runtime with"
+            " [multiprocess] per process)"
+        )
+    group = Group(config.multiprocess.dir, gauge_policy=config.multiprocess.gauge)
+    CURRENT.store = group.join()
+    return group
 
 
 def _name_collision(self_metrics: SelfMetrics, name: str) -> None:

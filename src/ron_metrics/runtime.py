@@ -16,11 +16,12 @@ import logging
 import os
 import threading
 import time
-from types import TracebackType
 
 from opentelemetry.metrics import Meter, NoOpMeter
 from opentelemetry.sdk.metrics import MeterProvider
 
+from ron_metrics._child import follow_into_children
+from ron_metrics._engine import SinkEngine
 from ron_metrics._loop import LoopThread
 from ron_metrics._wiring import build_engine
 from ron_metrics.bus import Bus, Draining, Subscription
@@ -28,7 +29,12 @@ from ron_metrics.config.model import Config
 from ron_metrics.errors import LifecycleError
 from ron_metrics.health import HealthRegistry, HealthSnapshot
 from ron_metrics.logs import log_event
-from ron_metrics.provider import build_provider, check_global_free, install_global
+from ron_metrics.provider import (
+    build_provider,
+    check_global_free,
+    install_global,
+    shut_down,
+)
 
 __all__ = ["Runtime", "RuntimeState", "start", "start_async"]
 
@@ -60,7 +66,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._state = RuntimeState.CREATED
         self._health = HealthRegistry()
-        built = build_provider(config)
+        built = self._built = build_provider(config)
         self._provider: MeterProvider = built.provider
         self._hub = built.hub
         self._bus = Bus(on_lag=built.self_metrics.bus_lagged.add)
@@ -96,7 +102,7 @@ class Runtime:
 
     def get_meter(self, name: str, version: str | None = None) -> Meter:
         """A meter from this runtime's provider (a no-op meter with ``sdk.disabled``)."""
-        self._check_process()
+        _check_process(self._pid)
         if self.config.sdk.disabled:
             return NoOpMeter(name, version)
         return self._provider.get_meter(name, version)
@@ -106,10 +112,7 @@ class Runtime:
         return self._health.snapshot()
 
     def subscribe(self, capacity: int = 64) -> Subscription:
-        """
-        Receive lifecycle events (:class:`ConfigUpdated`, :class:`ExporterSwitched`,
-        :class:`Draining`); a slow subscriber loses the oldest, counted in ``bus_lagged_total``.
-        """
+        """Lifecycle events (``ConfigUpdated``, ``ExporterSwitched``, ``Draining``); bounded."""
         return self._bus.subscribe(capacity)
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -152,24 +155,21 @@ class Runtime:
 
     def reload(self, new_config: Config, timeout: float = 10.0) -> tuple[str, ...]:
         """
-        Apply ``new_config`` live; exporter changes are make-before-break behind readiness.
+        Apply ``new_config`` live, make-before-break behind readiness (``switching``).
 
-        Callable from any thread; only the sinks' own loop must use :meth:`reload_async`.
-        Readiness reports ``switching`` meanwhile. A new sink must prove itself within
-        ``timeout`` (serving, or one successful export) before the old one stops;
-        otherwise it is torn down and the old one keeps running. A Prometheus change
-        that keeps the address serves the same bound socket (never rebinds). Keys read
-        once at provider build (``service``, ``labels``, ``cardinality``, ``sdk``,
-        ``exporter.prometheus.target_info``/``scope_labels``) need a restart.
-
-        Returns:
-            The changed key paths (empty when nothing changed).
+        From any thread; on the sinks' own loop use :meth:`reload_async`. A new sink
+        must prove itself within ``timeout`` (serving, or one successful export)
+        before the old one stops, else it is torn down and the old one keeps
+        running. A Prometheus change on the same address serves the same bound
+        socket. Keys the provider read at build (``service``, ``labels``,
+        ``cardinality``, ``sdk``, ``multiprocess``, ``target_info``,
+        ``scope_labels``) need a restart. Returns the changed key paths.
 
         Raises:
-            ConfigError: If a changed key needs a restart (nothing changed), or a new
+            ConfigError: A changed key needs a restart (nothing changed), or a new
                 sink's settings are unusable.
-            ExporterError: If the new sink could not prove itself; the old one still runs.
-            LifecycleError: If the runtime is not running, or this is its loop's thread.
+            ExporterError: The new sink did not prove itself; the old one still runs.
+            LifecycleError: Not running, or called on the sinks' own loop.
         """
         loop = self._running_loop_for("reload")
         self._refuse_own_loop("reload() blocks", "await runtime.reload_async(config)")
@@ -189,19 +189,11 @@ class Runtime:
     def __enter__(self) -> Runtime:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
 
-    def _check_process(self) -> None:
-        _check_process(self._pid)
-
     def _running_loop_for(self, what: str) -> asyncio.AbstractEventLoop:
-        self._check_process()
+        _check_process(self._pid)
         if self._state is not RuntimeState.RUNNING or self._loop is None:
             raise LifecycleError(f"cannot {what} a runtime that is {self._state.value}")
         return self._loop
@@ -216,7 +208,7 @@ class Runtime:
         with self._lock:
             if self._state in {RuntimeState.STOPPING, RuntimeState.STOPPED}:
                 return False
-            self._check_process()
+            _check_process(self._pid)
             self._state = RuntimeState.STOPPING
         self._health.add_check("draining", lambda: "shutting down")
         self._bus.publish(Draining())
@@ -226,22 +218,31 @@ class Runtime:
     def _finish_stop(self, deadline: float) -> None:
         try:
             remaining_ms = max(100.0, (deadline - time.monotonic()) * 1000)
-            self._provider.shutdown(timeout_millis=remaining_ms)
+            shut_down(self._built, remaining_ms)
         finally:
             self._state = RuntimeState.STOPPED
             log_event(_log, logging.INFO, "stopped")
 
-    async def _start(self, loop_thread: LoopThread | None) -> None:
+    def _reset_in_child(self, engine: SinkEngine) -> None:
+        self._engine.forget_health()
+        self._pid, self._lock, self._engine = os.getpid(), threading.Lock(), engine
+        self._state, self._loop_thread, self._loop = RuntimeState.CREATED, None, None
+
+    async def _start(
+        self, loop_thread: LoopThread | None, install: bool = True
+    ) -> None:
         # Refuse before anything starts; install only once the sinks run, so a
         # failed start leaves no global provider behind and a retry works.
-        if self._set_global:
+        install = install and self._set_global
+        if install:
             check_global_free()
         self._state = RuntimeState.STARTING
         self._loop_thread = loop_thread
         self._loop = asyncio.get_running_loop()
         await self._engine.start(time.monotonic() + 30.0)
-        if self._set_global:
+        if install:
             install_global(self._provider)
+        follow_into_children(self)
         self._state = RuntimeState.RUNNING
         config = self.config
         log_event(_log, logging.INFO, "started", service=config.service.name,
@@ -302,7 +303,7 @@ def start(config: Config, *, set_global: bool = True) -> Runtime:
     except BaseException:
         if runtime._loop is None:  # refused before starting: nothing to stop
             loop_thread.close()
-            runtime._provider.shutdown()
+            shut_down(runtime._built, 2000)
         else:
             runtime.shutdown(timeout=2.0)
         raise
@@ -321,7 +322,7 @@ async def start_async(config: Config, *, set_global: bool = True) -> Runtime:
         await runtime._start(None)
     except BaseException:
         if runtime._loop is None:
-            runtime._provider.shutdown()
+            shut_down(runtime._built, 2000)
         else:
             await runtime.shutdown_async(timeout=2.0)
         raise

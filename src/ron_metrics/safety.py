@@ -35,6 +35,7 @@ __all__ = [
     "SocketIdentity",
     "bind_unix_socket",
     "build_server_ssl_context",
+    "check_private_dir",
     "read_checked",
     "remove_unix_socket",
 ]
@@ -59,7 +60,13 @@ def _check_ancestors(path: Path, refuse: Callable[[str], Exception]) -> None:
             )
 
 
-def _check_private_dir(directory: Path) -> None:
+def check_private_dir(directory: Path, what: str = "socket directory") -> None:
+    """
+    Make sure ``directory`` is ours and private (0700), creating it if missing.
+
+    Raises:
+        ExposerError: If it is a symlink, not a directory, not ours or too open.
+    """
     _check_ancestors(directory / "socket", ExposerError)
     try:
         info = directory.lstat()
@@ -68,18 +75,18 @@ def _check_private_dir(directory: Path) -> None:
             directory.mkdir(mode=0o700, parents=True)
         except OSError as exc:
             raise ExposerError(
-                f"cannot create socket directory {directory}: {exc.strerror}"
+                f"cannot create {what} {directory}: {exc.strerror}"
             ) from exc
         info = directory.lstat()
     if stat.S_ISLNK(info.st_mode):
-        raise ExposerError(f"socket directory {directory} is a symlink; refusing it")
+        raise ExposerError(f"{what} {directory} is a symlink; refusing it")
     if not stat.S_ISDIR(info.st_mode):
-        raise ExposerError(f"socket directory {directory} is not a directory")
+        raise ExposerError(f"{what} {directory} is not a directory")
     if info.st_uid != os.geteuid():
-        raise ExposerError(f"socket directory {directory} is not owned by this user")
+        raise ExposerError(f"{what} {directory} is not owned by this user")
     if stat.S_IMODE(info.st_mode) & 0o077:
         raise ExposerError(
-            f"socket directory {directory} has mode {stat.S_IMODE(info.st_mode):o}; it must be 0700"
+            f"{what} {directory} has mode {stat.S_IMODE(info.st_mode):o}; it must be 0700"
         )
 
 
@@ -124,7 +131,7 @@ def bind_unix_socket(path_text: str) -> tuple[socket.socket, SocketIdentity]:
         ExposerError: If the directory or an existing path is unsafe, or binding fails.
     """
     path = Path(path_text)
-    _check_private_dir(path.parent)
+    check_private_dir(path.parent)
     _clear_stale(path)
     temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -25,6 +25,7 @@ from opentelemetry.sdk.metrics.view import (
 
 from ron_metrics.config import CardinalityConfig, InstrumentRule
 from ron_metrics.errors import ConfigError
+from ron_metrics.multiprocess.aggregation import SharedAggregation
 
 __all__ = ["SECONDS_BUCKETS", "SELF_METER_NAME", "build_views"]
 
@@ -126,17 +127,23 @@ class _ExclusiveView(View):
         return bool(super()._match(instrument))
 
 
+def _aggregation(buckets: tuple[float, ...] | None, shared: bool) -> Aggregation:
+    chosen = _Buckets(buckets)
+    return SharedAggregation(chosen) if shared else chosen
+
+
 def _rule_view(
     rule: InstrumentRule,
     excluded: Sequence[str],
     default_limit: int,
     reservoirs: dict[str, Any],
+    shared: bool,
 ) -> View:
     kwargs: dict[str, Any] = {"instrument_name": rule.pattern, **reservoirs}
     if rule.drop:
         kwargs["aggregation"] = DropAggregation()
     else:
-        kwargs["aggregation"] = _Buckets(rule.buckets)
+        kwargs["aggregation"] = _aggregation(rule.buckets, shared)
         if rule.attributes is not None:
             kwargs["attribute_keys"] = set(rule.attributes)
         kwargs["aggregation_cardinality_limit"] = (
@@ -146,13 +153,15 @@ def _rule_view(
 
 
 def build_views(
-    cardinality: CardinalityConfig, *, exemplars: bool = True
+    cardinality: CardinalityConfig, *, exemplars: bool = True, shared: bool = False
 ) -> list[View]:
     """
     Build one view per instrument rule and a default view (self-metrics match neither).
 
     Args:
         exemplars: Keep exemplar reservoirs (only an OTLP export can carry them).
+        shared: Write every series through to the process's multi-process store
+            (self-metrics then get a view of their own that does so too).
 
     Raises:
         ConfigError: If the SDK refuses a view built from the config.
@@ -162,13 +171,15 @@ def build_views(
     reservoirs = {} if exemplars else {"exemplar_reservoir_factory": _no_exemplars}
     try:
         for rule in cardinality.instruments:
-            views.append(_rule_view(rule, claimed, cardinality.max_series, reservoirs))
+            views.append(
+                _rule_view(rule, claimed, cardinality.max_series, reservoirs, shared)
+            )
             claimed.append(rule.pattern)
         default_kwargs: dict[str, Any] = {
             **reservoirs,
             "instrument_name": "*",
             "aggregation_cardinality_limit": cardinality.max_series,
-            "aggregation": _Buckets(None),
+            "aggregation": _aggregation(None, shared),
         }
         if cardinality.default_attributes is not None:
             default_kwargs["attribute_keys"] = set(cardinality.default_attributes)
@@ -176,7 +187,15 @@ def build_views(
             _ExclusiveView(excluded=claimed, exclude_self=True, **default_kwargs)
         )
         # Our self-metrics match no view, so the SDK's default view keeps all their
-        # attributes.
+        # attributes — unless they must be shared with the group.
+        if shared:
+            views.append(
+                View(
+                    meter_name=SELF_METER_NAME,
+                    instrument_name="*",
+                    aggregation=_aggregation(None, shared=True),
+                )
+            )
     except Exception as exc:  # OTel's View raises bare Exception/ValueError
         raise ConfigError.single(
             "cardinality", f"the OpenTelemetry SDK refused a view: {exc}"

@@ -13,18 +13,20 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
 import blake3
 
 from ron_metrics.config import values as v
+from ron_metrics.config.plain import SECRET_MASK, as_plain
 from ron_metrics.config.values import BindAddress
 
 __all__ = [
     "EXEMPLAR_FILTERS",
     "EXPORTER_KINDS",
+    "GAUGE_POLICIES",
     "OTLP_METRICS_PATH",
     "SECRET_MASK",
     "CardinalityConfig",
@@ -32,20 +34,17 @@ __all__ = [
     "ExporterConfig",
     "InstrumentRule",
     "LabelsConfig",
+    "MultiprocessConfig",
     "OtlpConfig",
     "PrometheusConfig",
     "SdkConfig",
     "ServiceConfig",
     "TlsConfig",
-    "as_plain",
 ]
 
 
 def _empty_mapping() -> Mapping[str, str]:
     return MappingProxyType({})
-
-
-SECRET_MASK = "***"  # noqa: S105 - the mask, not a secret
 
 
 def _opt(
@@ -199,15 +198,10 @@ class OtlpConfig:
     failure_threshold: int = field(default=3, metadata=_opt(v.parse_positive_int))
 
     def __repr__(self) -> str:
-        masked = dict.fromkeys(self.headers, SECRET_MASK)
-        return (
-            f"OtlpConfig(endpoint={self.endpoint!r}, protocol={self.protocol!r}, "
-            f"interval={self.interval!r}, timeout={self.timeout!r}, headers={masked!r}, "
-            f"compression={self.compression!r}, ca_file={self.ca_file!r}, "
-            f"client_cert={self.client_cert!r}, client_key={self.client_key!r}, "
-            f"temporality={self.temporality!r}, "
-            f"failure_threshold={self.failure_threshold!r})"
-        )
+        # Every field as the dataclass would show it, header values masked.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["headers"] = dict.fromkeys(self.headers, SECRET_MASK)
+        return f"OtlpConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
     def resolved_endpoint(self) -> str:
@@ -261,6 +255,27 @@ class ExporterConfig:
         return self.kind in {"otlp", "both"}
 
 
+GAUGE_POLICIES = ("last", "max", "min", "sum")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MultiprocessConfig:
+    """
+    ``[multiprocess]``: the processes of one service share one Prometheus port.
+
+    Every process started with the same ``dir`` joins one group; one of them serves
+    ``exporter.prometheus.bind`` with the group's totals.
+    """
+
+    dir: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    gauge: str = field(default="last", metadata=_opt(v.parse_choice(*GAUGE_POLICIES)))
+
+    @property
+    def enabled(self) -> bool:
+        """True when a group directory is configured."""
+        return self.dir is not None
+
+
 EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 
 
@@ -296,6 +311,10 @@ class Config:
     sdk: SdkConfig = field(
         default=SdkConfig(), metadata={"section": SdkConfig, "restart": True}
     )
+    multiprocess: MultiprocessConfig = field(
+        default=MultiprocessConfig(),
+        metadata={"section": MultiprocessConfig, "restart": True},
+    )
 
     def to_dict(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
         """
@@ -311,33 +330,3 @@ class Config:
         """
         canonical = json.dumps(self.to_dict(reveal_secrets=True), sort_keys=True)
         return blake3.blake3(canonical.encode()).hexdigest()
-
-
-def as_plain(obj: Any, *, reveal_secrets: bool) -> Any:
-    if isinstance(obj, BindAddress):
-        return str(obj)
-    if isinstance(obj, InstrumentRule):
-        return {
-            f.name: as_plain(getattr(obj, f.name), reveal_secrets=reveal_secrets)
-            for f in fields(obj)
-            if f.name != "pattern"
-        }
-    if is_dataclass(obj) and not isinstance(obj, type):
-        out: dict[str, Any] = {}
-        for f in fields(obj):
-            value = getattr(obj, f.name)
-            if f.metadata.get("rules"):
-                out[f.name] = {
-                    rule.pattern: as_plain(rule, reveal_secrets=reveal_secrets)
-                    for rule in value
-                }
-            elif f.metadata.get("secret") and not reveal_secrets:
-                out[f.name] = dict.fromkeys(value, SECRET_MASK)
-            else:
-                out[f.name] = as_plain(value, reveal_secrets=reveal_secrets)
-        return out
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if isinstance(obj, tuple):
-        return list(obj)
-    return obj

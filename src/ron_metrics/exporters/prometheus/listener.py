@@ -12,18 +12,32 @@ a Unix socket file removed) when its last user releases it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import weakref
 
 from ron_metrics.config.values import BindAddress
 from ron_metrics.errors import ExposerError
 from ron_metrics.logs import log_event
 from ron_metrics.safety import SocketIdentity, bind_unix_socket, remove_unix_socket
 
-__all__ = ["Listener"]
+__all__ = ["Listener", "close_inherited_listeners"]
 
 _log = logging.getLogger("ron_metrics.exposer")
+_OPEN: weakref.WeakSet[Listener] = weakref.WeakSet()
+
+
+def close_inherited_listeners() -> None:
+    """
+    In a forked child: close every listening socket inherited from the parent.
+
+    A child holding a copy keeps the socket listening after the parent exits, with
+    nobody accepting — and keeps the address from being bound again.
+    """
+    for listener in list(_OPEN):
+        listener.close_inherited()
 
 
 def _bind_tcp(host: str, port: int) -> socket.socket:
@@ -53,6 +67,8 @@ class Listener:
         self.bind_address = bind
         self._identity = identity
         self._users = 1
+        self._duplicates: list[socket.socket] = []
+        _OPEN.add(self)
 
     @classmethod
     def open(cls, bind: BindAddress) -> Listener:
@@ -98,7 +114,23 @@ class Listener:
         """
         if self._sock is None:
             raise ExposerError("the listener is closed")
-        return socket.socket(fileno=os.dup(self._sock.fileno()))
+        duplicate = socket.socket(fileno=os.dup(self._sock.fileno()))
+        self._duplicates = [d for d in self._duplicates if d.fileno() != -1]
+        self._duplicates.append(duplicate)
+        return duplicate
+
+    def close_inherited(self) -> None:
+        """
+        Close this process's copies without touching the socket file (the parent's).
+        """
+        for sock in [*self._duplicates, self._sock]:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        self._duplicates = []
+        self._sock = None
+        self._identity = None
+        _OPEN.discard(self)
 
     def accepting(self) -> bool:
         """

@@ -10,6 +10,7 @@ selectable as the oracle the direct encoder is tested against.
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricsData
@@ -30,13 +31,19 @@ __all__ = ["scrape_pipeline"]
 
 
 def scrape_pipeline(
-    config: PrometheusConfig, hub: HubReader, executor: concurrent.futures.Executor
+    config: PrometheusConfig,
+    hub: HubReader,
+    executor: concurrent.futures.Executor,
+    collect: Callable[[], MetricsData] | None = None,
 ) -> ScrapeCoalescer:
     """
     A single-flight collector + renderer for ``config.encoder``, running on ``executor``.
+
+    ``collect`` replaces this process's own collection (a multi-process group's
+    totals); it is always written by the direct encoder.
     """
     max_bytes = config.max_response_bytes
-    if config.encoder == "reference":
+    if config.encoder == "reference" and collect is None:
 
         def render_reference(families: Any, fmt: Format, gzip_ok: bool) -> Rendered:
             return render(families, fmt, gzip_ok=gzip_ok, max_bytes=max_bytes)
@@ -48,7 +55,7 @@ def scrape_pipeline(
         on_clash=hub.report_clash,
     )
 
-    def collect() -> MetricsData:
+    def own() -> MetricsData:
         return hub.capture() or MetricsData(resource_metrics=[])
 
     def render_direct(data: MetricsData, fmt: Format, gzip_ok: bool) -> Rendered:
@@ -57,4 +64,4 @@ def scrape_pipeline(
             return finish_streaming(direct.chunks(data, fmt), fmt, max_bytes=max_bytes)
         return finish(direct.encode(data, fmt), fmt, gzip_ok=False, max_bytes=max_bytes)
 
-    return ScrapeCoalescer(collect, render_direct, executor)
+    return ScrapeCoalescer(collect or own, render_direct, executor)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
+from opentelemetry.sdk.metrics.export import MetricsData
 
 from ron_metrics.config.model import PrometheusConfig
 from ron_metrics.errors import ExporterError, ExposerError
@@ -46,6 +47,7 @@ class PrometheusSink:
     Args:
         listener: A listener to serve (shared with the sink this one replaces);
             ``None`` binds ``config.bind`` at :meth:`start`.
+        collect: What ``/metrics`` shows instead of this process's own collection.
     """
 
     name = "prometheus"
@@ -59,6 +61,7 @@ class PrometheusSink:
         self_metrics: SelfMetrics,
         readiness: Callable[[], HealthSnapshot],
         listener: Listener | None = None,
+        collect: Callable[[], MetricsData] | None = None,
     ) -> None:
         self.config = config
         self._service = service
@@ -66,6 +69,7 @@ class PrometheusSink:
         self._self_metrics = self_metrics
         self._readiness = readiness
         self._listener = listener
+        self._collect = collect
         self._address: str | None = None
         self._ssl: ssl.SSLContext | None = None
         self._stop: asyncio.Event | None = None
@@ -159,7 +163,9 @@ class PrometheusSink:
         state = ExposerState(
             config=self.config,
             service=self._service,
-            coalescer=scrape_pipeline(self.config, self._hub, self._executor),
+            coalescer=scrape_pipeline(
+                self.config, self._hub, self._executor, self._collect
+            ),
             readiness=self._readiness,
             self_metrics=self._self_metrics,
         )

@@ -1,0 +1,184 @@
+"""
+Aggregations that also write every measurement through to the process's store.
+
+The SDK creates one aggregation per series (after the view's attribute filter and
+the cardinality limit: the overflow series gets its own). We let the SDK build it
+as usual, then give it a subclass of its own class that, after aggregating in
+memory, applies the same update to the series' record in the store. The SDK's
+collection code tells aggregations apart with ``isinstance``, which the subclass
+keeps true.
+
+The store is looked up on every update through :data:`CURRENT`, so a forked
+child, which gets a store of its own, never writes into its parent's file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_left
+from typing import Any
+
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    ObservableCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics._internal.aggregation import (
+    _ExplicitBucketHistogramAggregation,
+    _LastValueAggregation,
+    _SumAggregation,
+)
+from opentelemetry.sdk.metrics.view import Aggregation
+
+from ron_metrics.multiprocess.store import MemberStore, series_key
+
+__all__ = ["CURRENT", "SharedAggregation", "StoreHolder"]
+
+
+class StoreHolder:
+    """
+    The process's current store (``None`` outside a group or while switching).
+    """
+
+    store: MemberStore | None = None
+
+
+CURRENT = StoreHolder()
+
+
+class _Cell:
+    """
+    A series' record in whichever store is current.
+    """
+
+    __slots__ = ("_count", "_initial", "_key", "_offset", "_store")
+
+    def __init__(self, key: str, count: int, initial: tuple[float, ...]) -> None:
+        self._key = key
+        self._count = count
+        self._initial = initial
+        self._store: MemberStore | None = None
+        self._offset = 0
+
+    def resolve(self) -> tuple[MemberStore, int] | None:
+        store = CURRENT.store
+        if store is None:
+            return None
+        if store is not self._store:
+            self._offset = store.slot(self._key, self._count, self._initial)
+            self._store = store
+        return store, self._offset
+
+
+class _SharedSum(_SumAggregation):
+    _cell: _Cell
+    _replace: bool  # observable instruments report totals, not increments
+
+    def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
+        super().aggregate(measurement, should_sample_exemplar)
+        if (found := self._cell.resolve()) is not None:
+            store, offset = found
+            if self._replace:
+                store.set(offset, float(measurement.value))
+            else:
+                store.add(offset, float(measurement.value))
+
+
+class _SharedLastValue(_LastValueAggregation):
+    _cell: _Cell
+
+    def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
+        super().aggregate(measurement, should_sample_exemplar)
+        if (found := self._cell.resolve()) is not None:
+            store, offset = found
+            store.set(offset, float(measurement.value), time.time())
+
+
+class _SharedHistogram(_ExplicitBucketHistogramAggregation):
+    _cell: _Cell
+
+    def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
+        super().aggregate(measurement, should_sample_exemplar)
+        if (found := self._cell.resolve()) is not None:
+            store, offset = found
+            value = float(measurement.value)
+            store.observe(offset, bisect_left(self._boundaries, value), value)
+
+
+def _kind(instrument: Any, aggregation: Any) -> str | None:
+    if isinstance(aggregation, _ExplicitBucketHistogramAggregation):
+        return "histogram"
+    if isinstance(aggregation, _LastValueAggregation):
+        return "gauge"
+    if isinstance(aggregation, _SumAggregation):
+        synchronous = isinstance(instrument, (Counter, UpDownCounter, Histogram))
+        monotonic = isinstance(instrument, (Counter, ObservableCounter))
+        return (
+            ("counter" if monotonic else "updown")
+            if synchronous
+            else ("ocounter" if monotonic else "oupdown")
+        )
+    return None  # dropped or exponential: not shared (not exposed either)
+
+
+def share(instrument: Any, attributes: Any, aggregation: Any, name: str) -> Any:
+    """
+    Make ``aggregation`` (built by the SDK for one series) write through.
+    """
+    kind = _kind(instrument, aggregation)
+    if kind is None or attributes is None:
+        return aggregation
+    bounds: tuple[float, ...] | None = (
+        tuple(aggregation._boundaries) if kind == "histogram" else None
+    )
+    scope = instrument.instrumentation_scope
+    key = series_key(
+        scope=(scope.name, scope.version or ""),
+        name=name,
+        kind=kind,
+        unit=instrument.unit or "",
+        description=instrument.description or "",
+        bounds=bounds,
+        attributes=dict(attributes),
+    )
+    if bounds is not None:
+        aggregation.__class__ = _SharedHistogram
+        cell = _Cell(key, 3 + len(bounds) + 1, (0.0, math.inf, -math.inf))
+    elif kind == "gauge":
+        aggregation.__class__ = _SharedLastValue
+        cell = _Cell(key, 2, ())
+    else:
+        aggregation.__class__ = _SharedSum
+        aggregation._replace = kind.startswith("o")
+        cell = _Cell(key, 1, ())
+    aggregation._cell = cell
+    return aggregation
+
+
+class SharedAggregation(Aggregation):
+    """
+    Wraps a view's aggregation so every series it creates writes through.
+
+    Args:
+        inner: The aggregation the view would use on its own.
+        name: The stream's name when the view renames it (else the instrument's).
+    """
+
+    def __init__(self, inner: Aggregation, name: str | None = None) -> None:
+        self._inner = inner
+        self._name = name
+
+    # The SDK's aggregation factory hook (pinned in tests/test_contracts.py).
+    def _create_aggregation(
+        self,
+        instrument: Any,
+        attributes: Any,
+        reservoir_factory: Any,
+        start_time_unix_nano: int,
+    ) -> Any:
+        built = self._inner._create_aggregation(
+            instrument, attributes, reservoir_factory, start_time_unix_nano
+        )
+        return share(instrument, attributes, built, self._name or instrument.name)

@@ -1,0 +1,144 @@
+"""
+The group's merged series as SDK ``MetricsData``, so the one encoder writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from ron_metrics.hub import NO_DESCRIPTION
+from ron_metrics.multiprocess.merge import Merged
+from ron_metrics.multiprocess.store import SeriesKey
+from ron_metrics.views import SELF_METER_NAME
+
+__all__ = ["GroupData"]
+
+_CUMULATIVE = AggregationTemporality.CUMULATIVE
+_MONOTONIC = frozenset({"counter", "ocounter"})
+
+
+class GroupData:
+    """
+    Builds ``MetricsData`` from merged series; keeps each series' attributes object
+    between scrapes (the encoder caches label blocks by that object).
+    """
+
+    def __init__(self, resource: Resource, start_time_unix_nano: int) -> None:
+        self._resource = resource
+        self._start = start_time_unix_nano
+        self._attributes: dict[SeriesKey, Mapping[str, Any]] = {}
+
+    def build(self, merged: Mapping[SeriesKey, Merged]) -> MetricsData:
+        """
+        One ``ResourceMetrics`` with a ``ScopeMetrics`` per meter (ours first).
+        """
+        now = time.time_ns()
+        metrics: dict[tuple[str, str], dict[tuple[Any, ...], list[Any]]] = {}
+        kept: dict[SeriesKey, Mapping[str, Any]] = {}
+        for key in sorted(merged):
+            scope, version, name, kind, unit, description, bounds, pairs = json.loads(
+                key
+            )
+            attributes = self._attributes.get(key)
+            if attributes is None:
+                attributes = {k: _attribute(v) for k, v in pairs}
+            kept[key] = attributes
+            identity = (name, kind, unit, description, tuple(bounds or ()))
+            points = metrics.setdefault((scope, version), {}).setdefault(identity, [])
+            points.append(_point(merged[key], attributes, bounds, self._start, now))
+        self._attributes = kept
+        scopes = sorted(metrics, key=lambda scope: (scope[0] != SELF_METER_NAME, scope))
+        scope_metrics = [
+            ScopeMetrics(
+                scope=InstrumentationScope(name, version or None),
+                metrics=[
+                    _metric(identity, points)
+                    for identity, points in metrics[(name, version)].items()
+                ],
+                schema_url="",
+            )
+            for name, version in scopes
+        ]
+        return MetricsData(
+            resource_metrics=[
+                ResourceMetrics(
+                    resource=self._resource, scope_metrics=scope_metrics, schema_url=""
+                )
+            ]
+        )
+
+
+def _attribute(value: Any) -> Any:
+    # JSON turned tuples into lists; attribute sequences are tuples in the SDK.
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _point(
+    merged: Merged,
+    attributes: Mapping[str, Any],
+    bounds: list[float] | None,
+    start: int,
+    now: int,
+) -> Any:
+    values = merged.values
+    if merged.kind == "histogram":
+        buckets = [int(count) for count in values[3:]]
+        count = sum(buckets)
+        return HistogramDataPoint(
+            attributes=attributes,
+            start_time_unix_nano=start,
+            time_unix_nano=now,
+            count=count,
+            sum=values[0],
+            bucket_counts=buckets,
+            explicit_bounds=list(bounds or ()),
+            min=values[1] if count else 0.0,
+            max=values[2] if count else 0.0,
+        )
+    value = values[0]
+    number = int(value) if value.is_integer() and abs(value) < 2**53 else value
+    return NumberDataPoint(
+        attributes=attributes,
+        start_time_unix_nano=start,
+        time_unix_nano=now,
+        value=number,
+    )
+
+
+def _metric(identity: tuple[Any, ...], points: list[Any]) -> Metric:
+    name, kind, unit, description, _ = identity
+    data: Any
+    if kind == "histogram":
+        data = Histogram(data_points=points, aggregation_temporality=_CUMULATIVE)
+    elif kind == "gauge":
+        data = Gauge(data_points=points)
+    else:
+        data = Sum(
+            data_points=points,
+            aggregation_temporality=_CUMULATIVE,
+            is_monotonic=kind in _MONOTONIC,
+        )
+    return Metric(
+        name=name,
+        description=description or NO_DESCRIPTION.format(name),
+        unit=unit,
+        data=data,
+    )

@@ -1,0 +1,226 @@
+"""
+Pre-fork servers as users run them: one Prometheus port for every worker.
+
+Each server runs ``prefork_app`` (``ron_metrics.start()`` at module level) with a
+``[multiprocess]`` group. For each: requests spread over the workers show up as
+one exact total at the fixed port; a SIGKILLed worker is replaced and no total
+ever goes down; when the serving process dies another one serves the port within
+2 s; every scrape passes ``promtool check metrics``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import clean_env, free_port, stop_process
+from test_promtool import promtool_check
+
+TESTS = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+COUNTER = re.compile(r"^prefork_requests_total (\S+)$", re.MULTILINE)
+UVICORN_WORKER = "uvicorn.workers.UvicornWorker"
+# hypercorn stops every worker when one exits abnormally (its own design): there is
+# no replacement to wait for, and the group's files are read directly instead.
+STOPS_ON_WORKER_DEATH = {"hypercorn-w"}
+
+SERVERS: dict[str, list[str]] = {
+    "gunicorn-sync": ["gunicorn", "-w", "2", "prefork_app:wsgi"],
+    "gunicorn-sync-preload": ["gunicorn", "--preload", "-w", "2", "prefork_app:wsgi"],
+    "gunicorn-uvicorn": [
+        "gunicorn",
+        "-k",
+        UVICORN_WORKER,
+        "-w",
+        "2",
+        "prefork_app:asgi",
+    ],
+    "gunicorn-uvicorn-preload": [
+        "gunicorn",
+        "--preload",
+        "-k",
+        UVICORN_WORKER,
+        "-w",
+        "2",
+        "prefork_app:asgi",
+    ],
+    "uvicorn-workers": ["uvicorn", "--workers", "2", "prefork_app:asgi"],
+    "hypercorn-w": ["hypercorn", "-w", "2", "prefork_app:asgi"],
+}
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    app: str
+    metrics: str
+    group: Path
+
+    def request(self) -> int | None:
+        """One request on a fresh connection: the serving worker's PID (None: failed)."""
+        try:
+            response = httpx.get(self.app, timeout=5)
+        except httpx.HTTPError:
+            return None
+        return int(response.text) if response.status_code == 200 else None
+
+    def total(self) -> float:
+        if self.name in STOPS_ON_WORKER_DEATH and self.process.poll() is not None:
+            return _offline_total(self.group)
+        body = httpx.get(f"{self.metrics}/metrics", timeout=5).text
+        assert promtool_check(body).returncode == 0, body[-2000:]
+        found = COUNTER.search(body)
+        return float(found.group(1)) if found else 0.0
+
+
+def _argv(name: str, app_port: int) -> list[str]:
+    program, *rest = SERVERS[name]
+    bind = f"127.0.0.1:{app_port}"
+    if program == "uvicorn":
+        rest = ["--host", "127.0.0.1", "--port", str(app_port), *rest]
+    else:
+        rest = ["--bind", bind, *rest]
+    return [str(BIN / program), *rest]
+
+
+def _answers(url: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+            continue
+        return True
+    return False
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    app_port, metrics_port = free_port(), free_port()
+    env = clean_env(
+        RON_METRICS_SERVICE__NAME="prefork",
+        RON_METRICS_EXPORTER__PROMETHEUS__BIND=f"127.0.0.1:{metrics_port}",
+        RON_METRICS_MULTIPROCESS__DIR=str(tmp_path / "group"),
+        PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    )
+    process = subprocess.Popen(
+        _argv(request.param, app_port),
+        cwd=TESTS,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started = Server(
+        request.param,
+        process,
+        f"http://127.0.0.1:{app_port}/",
+        f"http://127.0.0.1:{metrics_port}",
+        tmp_path / "group",
+    )
+    try:
+        deadline = time.monotonic() + 30
+        assert _answers(started.app, deadline), f"{request.param} did not serve"
+        assert _answers(f"{started.metrics}/healthz", deadline)
+        yield started
+    finally:
+        stop_process(process)
+
+
+def _offline_total(directory: Path) -> float:
+    """The group's total read from its files (every member has exited)."""
+    from opentelemetry.sdk.resources import Resource
+
+    from ron_metrics.multiprocess.group import Group
+
+    data = Group(str(directory), gauge_policy="last").collect(Resource({}))
+    for metric in data.resource_metrics[0].scope_metrics:
+        for found in metric.metrics:
+            if found.name == "prefork.requests":
+                return float(found.data.data_points[0].value)  # type: ignore[union-attr]  # a Sum
+    return 0.0
+
+
+def _serving_pid(port: int) -> int | None:
+    """The PID whose socket listens on ``port`` (from /proc: no tool needed)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+        except OSError:
+            continue
+        if links & inodes:
+            return int(entry.name)
+    return None
+
+
+def test_requests_over_workers_make_one_exact_total(server: Server) -> None:
+    """N requests spread over the workers: one scrape at the fixed port shows N."""
+    before = server.total()  # the start-up probe's request
+    served = [server.request() for _ in range(40)]
+    assert None not in served
+    assert server.total() - before == 40
+
+
+def test_killed_worker_keeps_its_counts(server: Server) -> None:
+    """SIGKILL a worker mid-run: it is replaced, totals never decrease, the end is exact."""
+    ok = 0
+    totals = [server.total()]
+    base = totals[0]
+    victim: int | None = None
+    for step in range(60):
+        pid = server.request()
+        ok += pid is not None
+        if step == 20 and pid is not None:
+            victim = pid
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.3)
+            if server.name in STOPS_ON_WORKER_DEATH:
+                server.process.wait(15)
+                break
+        if step % 10 == 9:
+            totals.append(server.total())
+    assert victim is not None
+    totals.append(server.total())
+    assert totals == sorted(totals)  # never backwards
+    assert totals[-1] - base == ok
+
+
+def test_port_is_served_again_after_the_serving_process_dies(server: Server) -> None:
+    """Kill whoever serves the metrics port: another member serves it within 2 s."""
+    served = {server.request() for _ in range(20)}
+    port = int(server.metrics.rsplit(":", 1)[1])
+    before = server.total()
+    serving = _serving_pid(port)
+    assert serving is not None
+    if serving not in served:
+        # The server's own parent process serves (it called start() before forking
+        # its workers, e.g. gunicorn --preload); it lives as long as the server.
+        assert serving == server.process.pid
+        return
+    os.kill(serving, signal.SIGKILL)
+    killed_at = time.monotonic()
+    if server.name in STOPS_ON_WORKER_DEATH:
+        server.process.wait(15)
+        assert server.total() >= before  # the files kept every count
+        return
+    assert _answers(f"{server.metrics}/healthz", killed_at + 2.0)
+    assert time.monotonic() - killed_at < 2.0
+    assert server.total() >= before
