@@ -1,0 +1,264 @@
+"""
+The multi-process group's parts, each against real files and real processes:
+the store format, the merge rules per kind, membership and liveness through
+``flock``, a new run clearing the previous one, compaction, directory safety, and
+``fork()`` children joining the group.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.sdk.resources import Resource
+
+from conftest import clean_env, free_port, stop_process
+from ron_metrics import ConfigError
+from ron_metrics.multiprocess import group as group_module
+from ron_metrics.multiprocess.group import Group
+from ron_metrics.multiprocess.merge import merge
+from ron_metrics.multiprocess.store import MemberStore, parse_records, series_key
+
+
+def _key(kind: str, name: str = "m", **attributes: str) -> str:
+    bounds = (1.0, 5.0) if kind == "histogram" else None
+    return series_key(
+        scope=("app", ""),
+        name=name,
+        kind=kind,
+        unit="",
+        description="",
+        bounds=bounds,
+        attributes=dict(attributes),
+    )
+
+
+class TestStore:
+    def test_records_round_trip_and_grow(self, tmp_path: Path) -> None:
+        """Thousands of series force the file to grow; every record reads back."""
+        store = MemberStore(str(tmp_path / "member-1-1.db"))
+        offsets = {}
+        for index in range(3000):
+            key = _key("counter", k=str(index))
+            offsets[key] = store.slot(key, 1)
+            store.add(offsets[key], index)
+        store.add(offsets[_key("counter", k="7")], 0.5)
+        records = dict(parse_records((tmp_path / "member-1-1.db").read_bytes()))
+        assert len(records) == 3000
+        assert records[_key("counter", k="7")] == (7.5,)
+        assert store.slot(_key("counter", k="7"), 1) == offsets[_key("counter", k="7")]
+        store.close()
+
+    def test_histogram_layout(self, tmp_path: Path) -> None:
+        """[sum, min, max, buckets...]: each observation lands in its bucket."""
+        store = MemberStore(str(tmp_path / "member-1-2.db"))
+        offset = store.slot(_key("histogram"), 6, (0.0, math.inf, -math.inf))
+        for bucket, value in [(0, 0.5), (1, 3.0), (2, 9.0), (1, 2.0)]:
+            store.observe(offset, bucket, value)
+        ((_, values),) = parse_records((tmp_path / "member-1-2.db").read_bytes())
+        assert values == (14.5, 0.5, 9.0, 1.0, 2.0, 1.0)
+        store.close()
+
+    def test_a_foreign_file_is_refused(self) -> None:
+        """Bytes that are not a store file raise instead of being misread."""
+        with pytest.raises(ValueError, match="not a ron-metrics store"):
+            list(parse_records(b"x" * 64))
+
+    def test_existing_path_is_never_reused(self, tmp_path: Path) -> None:
+        """A store is created exclusively: an existing file (or symlink) is an error."""
+        target = tmp_path / "member-1-3.db"
+        target.symlink_to(tmp_path / "elsewhere")
+        with pytest.raises(FileExistsError):
+            MemberStore(str(target))
+
+
+class TestMerge:
+    def members(self) -> list[tuple[bool, list[tuple[str, tuple[float, ...]]]]]:
+        return [
+            (
+                True,
+                [
+                    (_key("counter"), (3.0,)),
+                    (_key("updown"), (2.0,)),
+                    (_key("gauge"), (10.0, 100.0)),
+                    (_key("histogram"), (4.0, 1.0, 3.0, 1.0, 1.0, 0.0)),
+                ],
+            ),
+            (
+                False,  # an exited member
+                [
+                    (_key("counter"), (5.0,)),
+                    (_key("updown"), (7.0,)),
+                    (_key("gauge"), (99.0, 300.0)),
+                    (_key("histogram"), (6.0, 0.5, 5.5, 1.0, 0.0, 1.0)),
+                ],
+            ),
+            (True, [(_key("updown"), (1.0,)), (_key("gauge"), (4.0, 200.0))]),
+        ]
+
+    def test_counters_and_histograms_keep_exited_members(self) -> None:
+        """Totals that outlive a process are summed over live and exited members."""
+        merged = merge(self.members(), gauge_policy="last")
+        assert merged[_key("counter")].values == [8.0]
+        assert merged[_key("histogram")].values == [10.0, 0.5, 5.5, 2.0, 1.0, 1.0]
+
+    def test_up_down_counters_and_gauges_count_live_members_only(self) -> None:
+        """What an exited worker held is gone: up-down counters sum the live ones."""
+        merged = merge(self.members(), gauge_policy="last")
+        assert merged[_key("updown")].values == [3.0]
+        assert merged[_key("gauge")].values[0] == 4.0  # written last (t=200)
+
+    @pytest.mark.parametrize(
+        ("policy", "value"), [("last", 4.0), ("max", 10.0), ("min", 4.0), ("sum", 14.0)]
+    )
+    def test_gauge_policies(self, policy: str, value: float) -> None:
+        """Each documented gauge policy over the live members."""
+        assert merge(self.members(), gauge_policy=policy)[_key("gauge")].values[0] == (
+            value
+        )
+
+
+def _write_member(directory: Path, pid: int, value: float) -> Path:
+    store = MemberStore(str(directory / f"member-{pid}-1.db"))
+    store.add(store.slot(_key("counter", name="jobs"), 1), value)
+    store.close()  # no lock held: this member has exited
+    return directory / f"member-{pid}-1.db"
+
+
+def _jobs(group: Group) -> float:
+    data = group.collect(Resource({}))
+    for scope in data.resource_metrics[0].scope_metrics:
+        for metric in scope.metrics:
+            if metric.name == "jobs":
+                return float(metric.data.data_points[0].value)  # type: ignore[union-attr]  # a Sum
+    return 0.0
+
+
+class TestGroup:
+    def test_new_run_clears_the_previous_one(self, tmp_path: Path) -> None:
+        """Joining while no member lives starts a new run: old totals are removed."""
+        directory = tmp_path / "group"
+        directory.mkdir(mode=0o700)
+        _write_member(directory, 1, 5)
+        group = Group(str(directory), gauge_policy="last")
+        group.join()
+        assert _jobs(group) == 0.0
+        group.leave()
+
+    def test_joining_a_live_group_keeps_exited_members(self, tmp_path: Path) -> None:
+        """A member joining while another lives keeps the exited members' totals."""
+        directory = tmp_path / "group"
+        first = Group(str(directory), gauge_policy="last")
+        store = first.join()
+        store.add(store.slot(_key("counter", name="jobs"), 1), 2)
+        _write_member(directory, 99, 5)
+        second = Group(str(directory), gauge_policy="last")
+        second.join()
+        assert _jobs(second) == 7.0
+        first.leave()
+        assert _jobs(second) == 7.0  # first exited: its counter stays
+        second.leave()
+
+    def test_only_one_member_leads(self, tmp_path: Path) -> None:
+        """The serving lease is exclusive across the group; stepping down frees it."""
+        directory = tmp_path / "group"
+        first = Group(str(directory), gauge_policy="last")
+        second = Group(str(directory), gauge_policy="last")
+        first.join()
+        second.join()
+        assert first.try_lead()
+        assert not second.try_lead()
+        first.step_down()
+        assert second.try_lead()
+        first.leave()
+        second.leave()
+
+    def test_compaction_keeps_totals_and_bounds_files(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Many exited members fold into the archive: same total, fewer files."""
+        monkeypatch.setattr(group_module, "COMPACT_AFTER", 3)
+        directory = tmp_path / "group"
+        group = Group(str(directory), gauge_policy="last")
+        group.join()
+        for pid in range(10, 15):
+            _write_member(directory, pid, 1)
+        assert _jobs(group) == 5.0  # compacts during this collection
+        assert len(list(directory.glob("member-*.db"))) == 1  # only ourselves
+        _write_member(directory, 20, 2)
+        assert _jobs(group) == 7.0
+        group.leave()
+
+    def test_unsafe_directory_is_a_config_error(self, tmp_path: Path) -> None:
+        """A directory others can write to is refused, naming the key."""
+        directory = tmp_path / "open"
+        directory.mkdir(mode=0o777)
+        directory.chmod(0o777)
+        with pytest.raises(ConfigError) as caught:
+            Group(str(directory), gauge_policy="last").join()
+        assert caught.value.keys == ("multiprocess.dir",)
+        assert "0700" in str(caught.value)
+
+
+FORKING = textwrap.dedent(
+    """
+    import os, sys, time
+    import ron_metrics
+    from opentelemetry import metrics
+    port, directory = sys.argv[1], sys.argv[2]
+    runtime = ron_metrics.start(ron_metrics.load_config(env={}, service={"name": "f"},
+        exporter={"prometheus": {"bind": f"127.0.0.1:{port}"}},
+        multiprocess={"dir": directory}))
+    jobs = metrics.get_meter("app").create_counter("jobs")
+    jobs.add(1)  # the parent's, before the fork
+    children = []
+    for n in range(3):
+        pid = os.fork()
+        if pid == 0:
+            jobs.add(10)
+            os.write(1, f"child {os.getpid()}\\n".encode())  # one write: one line
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_children_join_the_group(tmp_path: Path) -> None:
+    """start() then fork(): each child counts in its own file; the parent serves the sum."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", FORKING, str(port), str(tmp_path / "group")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    children: list[int] = []
+    try:
+        assert process.stdout is not None
+        ready = False
+        for line in process.stdout:
+            if line.startswith("child"):
+                children.append(int(line.split()[1]))
+            ready |= line.strip() == "ready"
+            if ready and len(children) == 3:
+                break
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert "jobs_total 31.0" in body  # 1 (parent) + 3 x 10, none counted twice
+        assert len(list((tmp_path / "group").glob("member-*.db"))) == 4
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        stop_process(process)
+        if process.stdout is not None:
+            process.stdout.close()
