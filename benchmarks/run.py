@@ -24,6 +24,7 @@ from typing import Any
 import hotpath
 import http_bench
 import latency
+import multiprocess_bench
 import otlp_bench
 import report
 import scrape
@@ -45,6 +46,8 @@ class Plan:
     big_scrape: int
     probes: int
     steady_seconds: float
+    group_series: int
+    group_ops: int
 
 
 FULL = Plan(
@@ -59,6 +62,8 @@ FULL = Plan(
     big_scrape=50_000,
     probes=50,
     steady_seconds=20,
+    group_series=10_000,
+    group_ops=20_000,
 )
 SMOKE = Plan(
     ops=500,
@@ -72,6 +77,8 @@ SMOKE = Plan(
     big_scrape=5_000,
     probes=5,
     steady_seconds=1,
+    group_series=200,
+    group_ops=500,
 )
 
 
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         len(paths)
         for paths in (["/healthz", "/metrics"], ["/metrics"], ["/healthz", "/metrics"])
     ) * len(plan.connections)
-    progress = Progress(total=8 + wrk_steps)
+    progress = Progress(total=9 + wrk_steps)
     command = "python benchmarks/run.py" + (" --smoke" if args.smoke else "")
     results: dict[str, Any] = {"env": environment(command), "smoke": args.smoke}
     progress.step("hot path: counters, histograms, dropped attribute, overflow")
@@ -151,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress.step(f"OTLP: export {plan.otlp_series} series to rotel; add() latency")
     results["otlp"] = otlp_bench.measure(plan.otlp_series, plan.repeats, plan.window)
+    progress.step(f"multi-process: a group of 4 with {plan.group_series} series each")
+    results["multiprocess"] = multiprocess_bench.measure(
+        plan.group_series, plan.group_ops, plan.repeats
+    )
     progress.step("report and plots")
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = report.write(results, args.out)

@@ -4,8 +4,8 @@ Flask on gunicorn, measured by ron-metrics' WSGI middleware.
     gunicorn examples.flask_app:app --bind 127.0.0.1:8000
     curl -s http://127.0.0.1:9464/metrics | grep http_server
 
-One worker: each process serves its own metrics (several workers sharing one port
-need a multi-process group).
+One worker here; with several (``-w 4``), set ``RON_METRICS_MULTIPROCESS__DIR`` so
+the workers share one port with the group's totals (see docs/multi-worker.md).
 """
 
 from __future__ import annotations

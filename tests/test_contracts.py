@@ -129,3 +129,43 @@ class TestPrometheusExporterNaming:
 
         assert sanitize_attribute(raw) == attribute
         assert sanitize_full_name(raw) == full_name
+
+
+class TestMultiprocessHooks:
+    """
+    A group member writes through from subclasses of the SDK's aggregations, and a
+    forked child forgets the parent's series by clearing the SDK's per-view maps.
+    """
+
+    def test_aggregation_classes_keep_their_shape(self) -> None:
+        """aggregate(measurement, should_sample_exemplar) and the fields we read."""
+        from opentelemetry.sdk.metrics._internal import aggregation
+
+        for name in (
+            "_SumAggregation",
+            "_LastValueAggregation",
+            "_ExplicitBucketHistogramAggregation",
+        ):
+            cls = getattr(aggregation, name)
+            params = list(inspect.signature(cls.aggregate).parameters)
+            assert params == ["self", "measurement", "should_sample_exemplar"], name
+            assert "__slots__" not in vars(cls), name  # our subclass swaps __class__
+
+    def test_view_match_maps_are_where_we_clear_them(self) -> None:
+        """MeterProvider → consumer → reader storages → view matches → aggregations."""
+        from ron_metrics._fork import ForkSafeMeterProvider
+
+        with runtime_for_tests(config_for_tests()) as runtime:
+            runtime.get_meter("app").create_counter("jobs").add(2, {"k": "v"})
+            provider = runtime.meter_provider
+            assert isinstance(provider, ForkSafeMeterProvider)
+            storages = provider._measurement_consumer._reader_storages.values()
+            matches = [
+                match
+                for storage in storages
+                for found in storage._instrument_view_instrument_matches.values()
+                for match in found
+            ]
+            assert any(match._attributes_aggregation for match in matches)
+            provider._forget_measurements()
+            assert not any(match._attributes_aggregation for match in matches)

@@ -4,7 +4,6 @@ The group's merged series as SDK ``MetricsData``, so the one encoder writes them
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +25,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from ron_metrics.hub import NO_DESCRIPTION
 from ron_metrics.multiprocess.merge import Merged
-from ron_metrics.multiprocess.store import SeriesKey
+from ron_metrics.multiprocess.store import SeriesKey, parsed_key
 from ron_metrics.views import SELF_METER_NAME
 
 __all__ = ["GroupData"]
@@ -45,6 +44,7 @@ class GroupData:
         self._resource = resource
         self._start = start_time_unix_nano
         self._attributes: dict[SeriesKey, Mapping[str, Any]] = {}
+        self._scopes: dict[tuple[str, str], InstrumentationScope] = {}
 
     def build(self, merged: Mapping[SeriesKey, Merged]) -> MetricsData:
         """
@@ -54,7 +54,7 @@ class GroupData:
         metrics: dict[tuple[str, str], dict[tuple[Any, ...], list[Any]]] = {}
         kept: dict[SeriesKey, Mapping[str, Any]] = {}
         for key in sorted(merged):
-            scope, version, name, kind, unit, description, bounds, pairs = json.loads(
+            scope, version, name, kind, unit, description, bounds, pairs = parsed_key(
                 key
             )
             attributes = self._attributes.get(key)
@@ -68,7 +68,7 @@ class GroupData:
         scopes = sorted(metrics, key=lambda scope: (scope[0] != SELF_METER_NAME, scope))
         scope_metrics = [
             ScopeMetrics(
-                scope=InstrumentationScope(name, version or None),
+                scope=self._scope(name, version),
                 metrics=[
                     _metric(identity, points)
                     for identity, points in metrics[(name, version)].items()
@@ -84,6 +84,15 @@ class GroupData:
                 )
             ]
         )
+
+    def _scope(self, name: str, version: str) -> InstrumentationScope:
+        # The same object every scrape: the encoder caches label blocks by it.
+        found = self._scopes.get((name, version))
+        if found is None:
+            found = self._scopes[(name, version)] = InstrumentationScope(
+                name, version or None
+            )
+        return found
 
 
 def _attribute(value: Any) -> Any:

@@ -36,7 +36,7 @@ from ron_metrics.logs import log_event
 from ron_metrics.multiprocess.archive import ARCHIVE, read_archive, write_archive
 from ron_metrics.multiprocess.data import GroupData
 from ron_metrics.multiprocess.merge import merge
-from ron_metrics.multiprocess.store import MemberStore, SeriesKey, parse_records
+from ron_metrics.multiprocess.store import FileIndex, MemberStore, SeriesKey
 from ron_metrics.safety import check_private_dir
 
 __all__ = ["Group"]
@@ -73,6 +73,7 @@ class Group:
         self._serve_fd: int | None = None
         self.store: MemberStore | None = None
         self._data: GroupData | None = None
+        self._indexes: dict[Path, FileIndex] = {}
 
     def join(self) -> MemberStore:
         """
@@ -172,24 +173,28 @@ class Group:
         absorbed, archived = read_archive(self.directory)
         members.append((False, archived))
         exited: list[Path] = []
+        seen: list[Path] = []
         for path, live in self._members():
             if path.name in absorbed:
                 continue
             records = self._read(path)
             if records is None:
                 continue
+            seen.append(path)
             members.append((live, records))
             if not live:
                 exited.append(path)
         if len(exited) >= COMPACT_AFTER:
             self._compact(exited, absorbed)
+        self._indexes = {path: self._indexes[path] for path in seen}
         return self._data.build(merge(members, gauge_policy=self._gauge_policy))
 
     def _read(self, path: Path) -> Records | None:
+        index = self._indexes.setdefault(path, FileIndex())
         try:
-            data = path.read_bytes()
-            return list(parse_records(data))
+            return index.read(path.read_bytes())
         except (OSError, ValueError) as exc:
+            del self._indexes[path]
             log_event(
                 _log,
                 logging.WARNING,

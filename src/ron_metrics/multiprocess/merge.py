@@ -14,12 +14,11 @@ How each kind of series combines across processes:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ron_metrics.multiprocess.store import SeriesKey
+from ron_metrics.multiprocess.store import SeriesKey, parsed_key
 
 __all__ = ["CUMULATIVE_KINDS", "LIVE_KINDS", "Merged", "kind_of", "merge"]
 
@@ -32,8 +31,7 @@ def kind_of(key: SeriesKey) -> str:
     """
     The kind stored in a series key.
     """
-    kind: str = json.loads(key)[3]
-    return kind
+    return str(parsed_key(key)[3])
 
 
 @dataclass(slots=True)

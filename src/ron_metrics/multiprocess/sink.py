@@ -123,7 +123,11 @@ class GroupExposer:
             return
         self._exposer = exposer
         log_event(
-            _log, logging.INFO, "group_serving", address=exposer.address, pid=os.getpid()
+            _log,
+            logging.INFO,
+            "group_serving",
+            address=exposer.address,
+            pid=os.getpid(),
         )
 
     async def prove(self, deadline: float) -> None:

@@ -25,7 +25,15 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["MAGIC", "MemberStore", "SeriesKey", "parse_records", "series_key"]
+__all__ = [
+    "MAGIC",
+    "FileIndex",
+    "MemberStore",
+    "SeriesKey",
+    "parse_records",
+    "parsed_key",
+    "series_key",
+]
 
 MAGIC = b"RONMP001"
 _HEADER = struct.Struct("<8sQ")
@@ -64,6 +72,21 @@ def series_key(
         separators=(",", ":"),
         default=str,
     )
+
+
+_PARSED: dict[SeriesKey, tuple[Any, ...]] = {}
+
+
+def parsed_key(key: SeriesKey) -> tuple[Any, ...]:
+    """
+    A key's fields (remembered: every scrape of a group reads the same keys).
+    """
+    found = _PARSED.get(key)
+    if found is None:
+        found = tuple(json.loads(key))
+        if len(_PARSED) < 1_000_000:
+            _PARSED[key] = found
+    return found
 
 
 def _padded(length: int) -> int:
@@ -190,3 +213,41 @@ def parse_records(data: bytes) -> Iterator[tuple[SeriesKey, tuple[float, ...]]]:
         key = data[key_at : key_at + key_length].decode()
         yield key, struct.unpack_from(f"<{count}d", data, values_at)
         at = after
+
+
+class FileIndex:
+    """
+    Where each record of one store file sits, learnt once: a scrape then only
+    decodes the records appended since the last one and unpacks every value.
+    """
+
+    def __init__(self) -> None:
+        self._parsed_to = _HEADER.size
+        self._records: list[tuple[SeriesKey, int, struct.Struct]] = []
+
+    def read(self, data: bytes) -> list[tuple[SeriesKey, tuple[float, ...]]]:
+        """
+        Every complete record of ``data`` (the file's current bytes).
+
+        Raises:
+            ValueError: If the file is not a store file.
+        """
+        if len(data) < _HEADER.size:
+            raise ValueError("too short for a store file")
+        magic, used = _HEADER.unpack_from(data, 0)
+        if magic != MAGIC:
+            raise ValueError("not a ron-metrics store file")
+        end = min(used, len(data))
+        at = self._parsed_to
+        while at + _RECORD.size <= end:
+            key_length, count = _RECORD.unpack_from(data, at)
+            key_at = at + _RECORD.size
+            values_at = key_at + _padded(key_length)
+            after = values_at + 8 * count
+            if after > end:
+                break
+            key = data[key_at : key_at + key_length].decode()
+            self._records.append((key, values_at, struct.Struct(f"<{count}d")))
+            at = after
+        self._parsed_to = at
+        return [(key, layout.unpack_from(data, o)) for key, o, layout in self._records]
