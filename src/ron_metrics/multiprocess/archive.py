@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ron_metrics.multiprocess.merge import CUMULATIVE_KINDS, merge
-from ron_metrics.multiprocess.store import SeriesKey, parse_records
+from ron_metrics.multiprocess.store import SeriesKey, parse_records, read_file
 
 __all__ = ["ARCHIVE", "read_archive", "write_archive"]
 
@@ -30,7 +30,7 @@ def read_archive(directory: Path) -> tuple[frozenset[str], Records]:
     The absorbed file names and the archived records (empty when there is none).
     """
     try:
-        raw = json.loads((directory / ARCHIVE).read_text())
+        raw = json.loads(read_file(directory / ARCHIVE))
     except FileNotFoundError:
         return frozenset(), []
     absorbed = frozenset(str(name) for name in raw["absorbed"])
@@ -55,7 +55,7 @@ def write_archive(
     names = {name for name in absorbed if (directory / name).exists()}
     for path in exited:
         with contextlib.suppress(OSError, ValueError):
-            members.append((False, list(parse_records(path.read_bytes()))))
+            members.append((False, list(parse_records(read_file(path)))))
             names.add(path.name)
     merged = merge(members, gauge_policy=gauge_policy)
     payload = {

@@ -36,7 +36,7 @@ from ron_metrics.logs import log_event
 from ron_metrics.multiprocess.archive import ARCHIVE, read_archive, write_archive
 from ron_metrics.multiprocess.data import GroupData
 from ron_metrics.multiprocess.merge import merge
-from ron_metrics.multiprocess.store import FileIndex, MemberStore, SeriesKey
+from ron_metrics.multiprocess.store import FileIndex, MemberStore, SeriesKey, read_file
 from ron_metrics.safety import check_private_dir
 
 __all__ = ["Group"]
@@ -192,7 +192,7 @@ class Group:
     def _read(self, path: Path) -> Records | None:
         index = self._indexes.setdefault(path, FileIndex())
         try:
-            return index.read(path.read_bytes())
+            return index.read(read_file(path))
         except (OSError, ValueError) as exc:
             del self._indexes[path]
             log_event(

@@ -32,6 +32,7 @@ __all__ = [
     "SeriesKey",
     "parse_records",
     "parsed_key",
+    "read_file",
     "series_key",
 ]
 
@@ -87,6 +88,15 @@ def parsed_key(key: SeriesKey) -> tuple[Any, ...]:
         if len(_PARSED) < 1_000_000:
             _PARSED[key] = found
     return found
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """
+    A group file's bytes, never through a symlink.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
 def _padded(length: int) -> int:
