@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 
@@ -31,8 +32,9 @@ from ron_metrics.hub import HubReader
 from ron_metrics.multiprocess.group import Group
 from ron_metrics.multiprocess.sink import GroupExposer, Lease
 from ron_metrics.provider import BuiltProvider, build_resource
+from ron_metrics.views import SELF_METER_NAME
 
-__all__ = ["build_engine", "sink_kinds"]
+__all__ = ["build_engine", "observe_readiness", "sink_kinds"]
 
 
 def _prometheus_settings(exporter: ExporterConfig) -> PrometheusConfig | None:
@@ -111,6 +113,24 @@ def group_resource(config: Config) -> Resource:
     resource = build_resource(config)
     instance = config.service.instance or socket.gethostname()
     return resource.merge(Resource({"service.instance.id": instance}))
+
+
+def observe_readiness(
+    built: BuiltProvider, health: HealthRegistry, *, prefix: str = ""
+) -> None:
+    """
+    The ``ready`` gauge: 1 when ``/readyz`` would answer 200, else 0 — so alerting
+    sees readiness in the same scrape as everything else.
+    """
+
+    def ready(_options: CallbackOptions) -> list[Observation]:
+        return [Observation(1 if health.snapshot().ready else 0)]
+
+    built.provider.get_meter(SELF_METER_NAME).create_observable_gauge(
+        prefix + "ready",
+        callbacks=[ready],
+        description="1 when every readiness check passes (/readyz answers 200), else 0.",
+    )
 
 
 def build_engine(

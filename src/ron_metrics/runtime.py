@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from ron_metrics._child import follow_into_children
 from ron_metrics._engine import SinkEngine
 from ron_metrics._loop import LoopThread
-from ron_metrics._wiring import build_engine
+from ron_metrics._wiring import build_engine, observe_readiness
 from ron_metrics.bus import Bus, Draining, Subscription
 from ron_metrics.config.model import Config
 from ron_metrics.errors import LifecycleError
@@ -71,6 +71,9 @@ class Runtime:
         self._hub = built.hub
         self._bus = Bus(on_lag=built.self_metrics.bus_lagged.add)
         self._engine = build_engine(config, built, health=self._health, bus=self._bus)
+        observe_readiness(
+            built, self._health, prefix=config.service.self_metrics_prefix
+        )
         self._loop_thread: LoopThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._health.set("config", ok=True)
