@@ -55,6 +55,8 @@ class MetricsMiddleware:
             global, which ``ron_metrics.start()`` installs).
         excluded_paths: Paths not measured (e.g. ``["/healthz"]``).
         body_sizes: Also record request and response body sizes.
+        route_app: The Werkzeug-routed app (Quart) whose ``url_map`` names the route
+            when ``app`` is not that app itself (e.g. its ``asgi_app``).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class MetricsMiddleware:
         meter_provider: MeterProvider | None = None,
         excluded_paths: Iterable[str] = (),
         body_sizes: bool = False,
+        route_app: Any = None,
     ) -> None:
         self.app = app
         self._metrics = HttpMetrics(
@@ -72,7 +75,8 @@ class MetricsMiddleware:
             body_sizes=body_sizes,
         )
         # Quart (and other Werkzeug-routed apps) expose their routes as a url_map.
-        self._url_map_app = app if hasattr(app, "url_map") else None
+        routed = route_app if route_app is not None else app
+        self._url_map_app = routed if hasattr(routed, "url_map") else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

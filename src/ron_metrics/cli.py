@@ -5,6 +5,8 @@ The ``ron-metrics`` command.
   and its digest; exit 2 with every problem on stderr when invalid.
 - ``ron-metrics demo [--config FILE]``: run the demo workload and serve it (or push it,
   with ``exporter.kind = "otlp"`` / ``"both"``); SIGHUP re-reads the file and reloads.
+- ``ron-metrics run [--config FILE] [--no-middleware] -- COMMAND ...``: run a Python
+  program with ron-metrics started inside it, no code change (see :mod:`._autostart`).
 - ``ron-metrics --version``.
 """
 
@@ -63,7 +65,49 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds between workload ticks (default 1)",
     )
+    run = commands.add_parser(
+        "run",
+        help="run a Python program with ron-metrics started inside it",
+        description="Start ron-metrics inside COMMAND (a Python program) without code"
+        " changes; the HTTP middleware is added to Starlette, FastAPI, Flask and Quart"
+        " apps unless --no-middleware.",
+    )
+    run.add_argument("--config", help="TOML file (default: $RON_METRICS_CONFIG)")
+    run.add_argument(
+        "--no-middleware",
+        action="store_true",
+        help="do not add the HTTP middleware to detected frameworks",
+    )
+    run.add_argument("program", nargs=argparse.REMAINDER, help="-- COMMAND [ARG ...]")
     return parser
+
+
+def _run_program(file: str | None, middleware: bool, program: list[str]) -> int:
+    if program[:1] == ["--"]:
+        program = program[1:]
+    if not program:
+        print("ron-metrics run: give the command after --", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        load_config(file)  # every problem now, before the program starts
+    except ConfigError as error:
+        _print_problems(error)
+        return EXIT_CONFIG
+    site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_site")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([site, *filter(None, [env.get("PYTHONPATH")])])
+    env["RON_METRICS_AUTOSTART"] = "1"
+    env["RON_METRICS_AUTOSTART_MIDDLEWARE"] = "1" if middleware else "0"
+    if file is not None:
+        env["RON_METRICS_CONFIG"] = os.path.abspath(file)
+    try:
+        os.execvpe(program[0], program, env)  # noqa: S606 - running the given command is what `run` does
+    except OSError as exc:
+        print(
+            f"ron-metrics run: cannot run {program[0]!r}: {exc.strerror}",
+            file=sys.stderr,
+        )
+    return EXIT_FAILURE
 
 
 def _print_problems(error: ConfigError) -> None:
@@ -179,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args.file)
+        if args.command == "run":
+            return _run_program(args.config, not args.no_middleware, args.program)
         return _run_demo(args.config, args.tick)
     except ConfigError as error:
         _print_problems(error)

@@ -36,7 +36,12 @@ _EXPORTER_KINDS = {
     "otlp,prometheus": "both",
     "prometheus,otlp": "both",
 }
-_NOT_ADDRESSABLE = {"RON_METRICS_CONFIG"}
+# Variables of the ron-metrics command, not config keys.
+_NOT_ADDRESSABLE = {
+    "RON_METRICS_CONFIG",
+    "RON_METRICS_AUTOSTART",
+    "RON_METRICS_AUTOSTART_MIDDLEWARE",
+}
 # OTEL_EXPORTER_OTLP(_METRICS)_<variable> naming a file -> exporter.otlp.<key>
 _OTLP_FILES = {
     "CERTIFICATE": "ca_file",
