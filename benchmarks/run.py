@@ -24,6 +24,7 @@ from typing import Any
 import hotpath
 import http_bench
 import latency
+import middleware_bench
 import multiprocess_bench
 import otlp_bench
 import report
@@ -48,6 +49,7 @@ class Plan:
     steady_seconds: float
     group_series: int
     group_ops: int
+    middleware_requests: int
 
 
 FULL = Plan(
@@ -64,6 +66,7 @@ FULL = Plan(
     steady_seconds=20,
     group_series=10_000,
     group_ops=20_000,
+    middleware_requests=20_000,
 )
 SMOKE = Plan(
     ops=500,
@@ -79,6 +82,7 @@ SMOKE = Plan(
     steady_seconds=1,
     group_series=200,
     group_ops=500,
+    middleware_requests=300,
 )
 
 
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         len(paths)
         for paths in (["/healthz", "/metrics"], ["/metrics"], ["/healthz", "/metrics"])
     ) * len(plan.connections)
-    progress = Progress(total=9 + wrk_steps)
+    progress = Progress(total=10 + wrk_steps)
     command = "python benchmarks/run.py" + (" --smoke" if args.smoke else "")
     results: dict[str, Any] = {"env": environment(command), "smoke": args.smoke}
     progress.step("hot path: counters, histograms, dropped attribute, overflow")
@@ -161,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     progress.step(f"multi-process: a group of 4 with {plan.group_series} series each")
     results["multiprocess"] = multiprocess_bench.measure(
         plan.group_series, plan.group_ops, plan.repeats
+    )
+    progress.step("HTTP middleware overhead: ours and three peers on one FastAPI app")
+    results["middleware"] = middleware_bench.measure(
+        plan.middleware_requests, plan.repeats
     )
     progress.step("report and plots")
     args.out.mkdir(parents=True, exist_ok=True)
