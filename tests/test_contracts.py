@@ -155,7 +155,8 @@ class TestMultiprocessHooks:
         """MeterProvider → consumer → reader storages → view matches → aggregations."""
         from ron_metrics._fork import ForkSafeMeterProvider
 
-        with runtime_for_tests(config_for_tests()) as runtime:
+        config = config_for_tests(sdk={"fast_path": False})
+        with runtime_for_tests(config) as runtime:
             runtime.get_meter("app").create_counter("jobs").add(2, {"k": "v"})
             provider = runtime.meter_provider
             assert isinstance(provider, ForkSafeMeterProvider)

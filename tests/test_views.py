@@ -196,6 +196,76 @@ class TestBuildViews:
         assert caught.value.keys == ("cardinality",)
 
 
+def _written(views: list[Any], tmp_path: Any) -> dict[str, tuple[float, ...]]:
+    """Measure through an SDK provider with ``views``; what reached a group store."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from ron_metrics.multiprocess.aggregation import CURRENT
+    from ron_metrics.multiprocess.store import MemberStore, parse_records
+    from ron_metrics.views import SELF_METER_NAME
+
+    store = MemberStore(str(tmp_path / "member-1-1.db"))
+    CURRENT.store = store
+    try:
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader], views=views)
+        provider.get_meter("app").create_counter("jobs").add(2, {"k": "v", "x": "y"})
+        provider.get_meter("app").create_histogram("lat", unit="s").record(0.3)
+        provider.get_meter(SELF_METER_NAME).create_counter("own").add(1, {"r": "a"})
+        points = reader.get_metrics_data()
+        assert points is not None
+        for metric in points.resource_metrics[0].scope_metrics[0].metrics:
+            for point in metric.data.data_points:
+                assert point.start_time_unix_nano > 0
+        provider.shutdown()
+    finally:
+        CURRENT.store = None
+    records = parse_records((tmp_path / "member-1-1.db").read_bytes())
+    written = {key.split(",")[2].strip('"'): values for key, values in records}
+    store.close()
+    return written
+
+
+class TestSharedViews:
+    def test_group_views_write_every_stream_through(self, tmp_path: Any) -> None:
+        """shared=True: defaults, rules and our own meter all reach the store."""
+        from ron_metrics.config import CardinalityConfig, InstrumentRule
+
+        cardinality = CardinalityConfig(
+            default_attributes=("k",),
+            instruments=(InstrumentRule(pattern="lat", buckets=(0.1, 1.0)),),
+        )
+        written = _written(build_views(cardinality, shared=True), tmp_path)
+        assert written["jobs"] == (2.0,)
+        assert written["lat"] == (
+            0.3,
+            0.3,
+            0.3,
+            0.0,
+            1.0,
+            0.0,
+        )  # sum, min, max, buckets
+        assert written["own"] == (1.0,)
+
+    def test_single_process_views_write_nothing(self, tmp_path: Any) -> None:
+        """Without a group nothing is written through, whatever store is current."""
+        from ron_metrics.config import CardinalityConfig
+
+        assert _written(build_views(CardinalityConfig()), tmp_path) == {}
+
+    def test_exemplar_reservoirs_are_kept_by_default(self) -> None:
+        """Only an explicit exemplars=False replaces the reservoirs."""
+        from ron_metrics.config import CardinalityConfig
+
+        kept = build_views(CardinalityConfig())[-1]
+        dropped = build_views(CardinalityConfig(), exemplars=False)[-1]
+        assert "exemplar_reservoir_factory" not in vars(kept).get("_kwargs", {})
+        assert (
+            kept._exemplar_reservoir_factory is not dropped._exemplar_reservoir_factory
+        )
+
+
 def bucket_bounds(runtime: Any, name: str) -> list[str]:
     return [
         dict(labels)["le"]

@@ -23,8 +23,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.sdk.metrics import Meter as SdkMeter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
+
+from ron_metrics.fast.meter import FastMeter, FastRegistry
 
 __all__ = ["ForkSafeMeterProvider", "hold_across_fork"]
 
@@ -45,7 +48,19 @@ class ForkSafeMeterProvider(MeterProvider):
         **kwargs: Any,
     ) -> None:
         self._child_resource = child_resource
+        self.fast: FastRegistry | None = None
+        self._fast_meters: dict[int, Any] = {}
         super().__init__(*args, **kwargs)
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        # With the fast path on, synchronous instruments of every meter take it.
+        meter = super().get_meter(*args, **kwargs)
+        if self.fast is None or not isinstance(meter, SdkMeter):
+            return meter
+        wrapped = self._fast_meters.get(id(meter))
+        if wrapped is None or wrapped._sdk is not meter:
+            wrapped = self._fast_meters[id(meter)] = FastMeter(meter, self.fast)
+        return wrapped
 
     def _handle_fork(self) -> None:
         # Overrides the SDK's at-fork handler (weakly bound to this method): the

@@ -26,6 +26,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from ron_metrics._metrics_data import map_metrics
 from ron_metrics._overflow import OverflowAccounting
+from ron_metrics.fast.meter import FastRegistry
 
 __all__ = ["NO_DESCRIPTION", "SAMPLE_SUFFIXES", "HubReader", "without_name_clashes"]
 
@@ -149,11 +150,15 @@ class HubReader(PrometheusMetricReader):
         self.on_name_collision: Callable[[str], None] | None = None
         self._clashes_seen: set[str] = set()
         self.collections = 0
+        # The fast path's streams, merged into every collection first.
+        self.fast: FastRegistry | None = None
 
     def _receive_metrics(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> None:
         self.collections += 1
+        if self.fast is not None:
+            metrics_data = self.fast.merge_into(metrics_data) or metrics_data
         if self.overflow is not None:
             metrics_data = self.overflow.account(metrics_data)
         if self._capturing:

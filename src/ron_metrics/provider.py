@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics._internal import _ProxyMeterProvider
@@ -30,6 +31,7 @@ from ron_metrics._overflow import OverflowAccounting
 from ron_metrics.config import Config
 from ron_metrics.errors import LifecycleError
 from ron_metrics.families import SelfMetrics
+from ron_metrics.fast.meter import FastRegistry
 from ron_metrics.hub import HubReader
 from ron_metrics.logs import log_event
 from ron_metrics.multiprocess.aggregation import CURRENT
@@ -126,6 +128,9 @@ def build_provider(config: Config) -> BuiltProvider:
         shutdown_on_exit=False,
         child_resource=None if config.service.instance else _child_resource,
     )
+    if config.sdk.fast_path and group is None:
+        # A group writes through from the SDK's aggregations: it keeps the SDK path.
+        hub.fast = provider.fast = fast_registry(provider, hub, views)
     # No forked child may inherit the collection lock held by a scrape thread.
     hold_across_fork(hub)
     self_metrics = SelfMetrics.create(
@@ -141,6 +146,21 @@ def build_provider(config: Config) -> BuiltProvider:
     return BuiltProvider(
         provider=provider, hub=hub, self_metrics=self_metrics, group=group
     )
+
+
+def fast_registry(
+    provider: ForkSafeMeterProvider, hub: HubReader, views: list[Any]
+) -> FastRegistry:
+    """
+    The fast path's streams, with the provider's views and the reader's limits.
+    """
+    storage = provider._measurement_consumer._reader_storages[hub]
+
+    def limit_of(cls: type) -> int:
+        limits: dict[type, int] = storage._instrument_class_cardinality_limit
+        return limits.get(cls, 2000)
+
+    return FastRegistry(views, limit_of, lambda: provider._sdk_config.resource)
 
 
 def shut_down(built: BuiltProvider, timeout_millis: float) -> None:

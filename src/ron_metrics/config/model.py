@@ -289,6 +289,7 @@ class SdkConfig:
     exemplar_filter: str = field(
         default="trace_based", metadata=_opt(v.parse_choice(*EXEMPLAR_FILTERS))
     )
+    fast_path: bool = field(default=True, metadata=_opt(v.parse_bool))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,8 +9,8 @@ A group of processes sharing one directory: membership, liveness, the serving le
   run: files of the previous run are removed (their totals belonged to it).
   Joining is serialised by ``group.lock``.
 - **Serving.** Whoever holds ``serve.lock`` exclusively serves the Prometheus
-  port; the others try to take it every quarter second, so when the serving
-  process exits another one serves within about half a second.
+  port; the others try to take it ten times a second, so when the serving
+  process exits another one serves within a few tenths of a second.
 - **Compaction.** Totals of exited members are folded into ``archive.db`` (which
   names the files it absorbed, so a file is never counted twice even if removing it
   failed), keeping the number of files bounded under worker churn.

@@ -4,7 +4,7 @@ The Prometheus sink of a group member: serve the group's totals while holding th
 Every member runs one; only the member holding the serving lease runs an exposer
 (bound to the configured address, showing the group's totals). The others poll
 for the lease, so when the serving process exits another one binds the port
-within about half a second. A member that does not serve is ready: there is
+within a few tenths of a second. A member that does not serve is ready: there is
 nothing for it to do until it leads.
 """
 
@@ -26,7 +26,7 @@ from ron_metrics.multiprocess.group import Group
 __all__ = ["GroupExposer"]
 
 _log = logging.getLogger("ron_metrics.multiprocess")
-LEASE_POLL_S = 0.25
+LEASE_POLL_S = 0.1
 
 
 class Lease:
