@@ -1,0 +1,244 @@
+"""
+The fast path against the SDK path: random workloads through both, the collected
+data points compared exactly; then threads, bound handles, forks and the switch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ron_metrics
+from conftest import run_python
+from ron_metrics.fast.instruments import FastCounter
+from ron_metrics.testing import config_for_tests
+
+KEYS = ("a", "b", "c")
+# 1, 1.0 and True are equal in Python but different series in OpenTelemetry.
+VALUES = ("x", "y", 1, 1.0, True, 0, False, 2.5, ("p", "q"))
+INSTRUMENTS = ("counter", "updown", "histogram", "seconds", "gauge")
+
+
+@contextmanager
+def runtime(fast: bool, cardinality: dict[str, Any]) -> Iterator[ron_metrics.Runtime]:
+    config = config_for_tests(cardinality=cardinality, sdk={"fast_path": fast})
+    started = ron_metrics.start(config, set_global=False)
+    try:
+        yield started
+    finally:
+        started.shutdown()
+
+
+def _instruments(meter: Any) -> dict[str, Any]:
+    return {
+        "counter": meter.create_counter("jobs", description="Jobs."),
+        "updown": meter.create_up_down_counter("queue.depth"),
+        "histogram": meter.create_histogram(
+            "payload", unit="By", explicit_bucket_boundaries_advisory=[10, 100]
+        ),
+        "seconds": meter.create_histogram("work.duration", unit="s"),
+        "gauge": meter.create_gauge("temperature"),
+    }
+
+
+def _apply(instrument: Any, kind: str, value: float, attributes: Any) -> None:
+    if kind in {"counter", "updown"}:
+        instrument.add(value, attributes)
+    elif kind == "gauge":
+        instrument.set(value, attributes)
+    else:
+        instrument.record(value, attributes)
+
+
+def _typed(attributes: Any) -> tuple[Any, ...]:
+    return tuple(sorted((k, type(v).__name__, repr(v)) for k, v in attributes.items()))
+
+
+def collected(started: ron_metrics.Runtime) -> dict[tuple[str, str], Any]:
+    """Every data point of one collection, independent of order and timestamps."""
+    data = started._hub.capture()
+    assert data is not None
+    out: dict[tuple[str, str], Any] = {}
+    for scope in data.resource_metrics[0].scope_metrics:
+        for metric in scope.metrics:
+            if metric.name.endswith("exposition_latency"):
+                continue
+            points = {}
+            for point in metric.data.data_points:
+                found: Any = point
+                if hasattr(found, "bucket_counts"):
+                    shape: Any = (
+                        found.count,
+                        found.sum,
+                        tuple(found.bucket_counts),
+                        tuple(found.explicit_bounds),
+                        found.min,
+                        found.max,
+                    )
+                else:
+                    shape = found.value
+                points[_typed(found.attributes)] = shape
+            kind = type(metric.data).__name__
+            monotonic = getattr(metric.data, "is_monotonic", None)
+            identity = (metric.description, metric.unit, kind, monotonic)
+            out[(scope.scope.name, metric.name)] = (identity, points)
+    return out
+
+
+attribute_sets = st.dictionaries(
+    st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=3
+)
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(INSTRUMENTS),
+        st.one_of(
+            st.integers(min_value=-3, max_value=50),
+            st.floats(min_value=-1, max_value=200),
+            st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+        ),
+        st.one_of(st.none(), attribute_sets),
+    ),
+    max_size=60,
+)
+cardinalities = st.fixed_dictionaries(
+    {
+        "max_series": st.integers(min_value=1, max_value=6),
+    },
+    optional={
+        "default_attributes": st.lists(st.sampled_from(KEYS), unique=True),
+        "instruments": st.sampled_from(
+            [
+                {},
+                {"jobs": {"attributes": ["a"], "max_series": 2}},
+                {"payload": {"buckets": [1.0, 5.0, 50.0]}},
+                {"temperature": {"drop": True}},
+                {"work.*": {"max_series": 1}},
+            ]
+        ),
+    },
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations=operations, cardinality=cardinalities)
+def test_fast_path_collects_what_the_sdk_path_collects(
+    operations: list[tuple[str, float, Any]], cardinality: dict[str, Any]
+) -> None:
+    """Values, counts, sums, min/max, buckets, attributes and overflow series: all equal."""
+    results = []
+    for fast in (True, False):
+        with runtime(fast, cardinality) as started:
+            instruments = _instruments(started.get_meter("app"))
+            for kind, value, attributes in operations:
+                _apply(instruments[kind], kind, value, attributes)
+            results.append(collected(started))
+    assert results[0] == results[1]
+
+
+def test_fast_instruments_are_used_and_can_be_switched_off() -> None:
+    """On by default; sdk.fast_path = false gives the SDK's own instruments."""
+    with runtime(True, {}) as fast, runtime(False, {}) as sdk:
+        assert isinstance(fast.get_meter("m").create_counter("c"), FastCounter)
+        assert not isinstance(sdk.get_meter("m").create_counter("c"), FastCounter)
+        meter = fast.get_meter("m")
+        assert meter.create_counter("c") is meter.create_counter("c")
+
+
+def test_exact_totals_under_eight_threads() -> None:
+    """8 threads x 20k operations: every add and record counted, none twice."""
+    with runtime(True, {}) as started:
+        instruments = _instruments(started.get_meter("app"))
+        counter, histogram = instruments["counter"], instruments["histogram"]
+        bound = ron_metrics.bind(counter, {"a": "bound"})
+
+        def work(index: int) -> None:
+            for step in range(20_000):
+                counter.add(1, {"a": str(index % 2)})
+                histogram.record(step % 200, {"a": "h"})
+                bound.add(2)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        points = collected(started)
+        jobs = points[("app", "jobs")][1]
+        assert jobs[_typed({"a": "0"})] + jobs[_typed({"a": "1"})] == 160_000
+        assert jobs[_typed({"a": "bound"})] == 320_000
+        assert points[("app", "payload")][1][_typed({"a": "h"})][0] == 160_000
+
+
+class TestBind:
+    def test_bound_handles_add_to_the_same_series(self) -> None:
+        """A handle and the instrument with the same attributes share one series."""
+        with runtime(True, {}) as started:
+            instruments = _instruments(started.get_meter("app"))
+            handle = ron_metrics.bind(instruments["counter"], {"a": "x", "b": 1})
+            handle.add(5)
+            instruments["counter"].add(2, {"b": 1, "a": "x"})
+            timing = ron_metrics.bind(instruments["seconds"], {"a": "x"})
+            timing.record(0.2)
+            handle.add(-1)  # a counter never goes down: dropped, as by the instrument
+            points = collected(started)
+            assert points[("app", "jobs")][1] == {_typed({"a": "x", "b": 1}): 7}
+            assert points[("app", "work.duration")][1][_typed({"a": "x"})][0] == 1
+
+    def test_bound_handles_respect_limits(self) -> None:
+        """A handle past the cardinality limit lands in the overflow series."""
+        with runtime(True, {"max_series": 1}) as started:
+            counter = _instruments(started.get_meter("app"))["counter"]
+            counter.add(1, {"a": "first"})
+            ron_metrics.bind(counter, {"a": "second"}).add(3)
+            series = collected(started)[("app", "jobs")][1]
+            assert series[_typed({"otel.metric.overflow": True})] == 3
+
+    def test_other_instruments_get_a_handle_too(self) -> None:
+        """With the fast path off the handle calls the instrument."""
+        with runtime(False, {}) as started:
+            counter = _instruments(started.get_meter("app"))["counter"]
+            ron_metrics.bind(counter, {"a": "x"}).add(4)
+            assert collected(started)[("app", "jobs")][1] == {_typed({"a": "x"}): 4}
+
+
+def test_forked_child_counts_from_zero_and_handles_survive() -> None:
+    """After fork() the child's series start at zero; a handle bound before still counts."""
+    code = (
+        "import os\n"
+        "import ron_metrics\n"
+        "from ron_metrics.testing import config_for_tests, sample_value\n"
+        "rt = ron_metrics.start(config_for_tests(), set_global=False)\n"
+        "counter = rt.get_meter('app').create_counter('jobs')\n"
+        "handle = ron_metrics.bind(counter, {'q': 'h'})\n"
+        "counter.add(5, {'q': 'x'}); handle.add(1)\n"
+        "read, write = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    counter.add(2, {'q': 'x'}); handle.add(3)\n"
+        "    got = (sample_value(rt, 'jobs_total', q='x'), sample_value(rt, 'jobs_total', q='h'))\n"
+        "    os.write(write, repr(got).encode()); os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print(os.read(read, 100).decode(), sample_value(rt, 'jobs_total', q='x'))\n"
+        "rt.shutdown()\n"
+    )
+    assert run_python(code).split() == ["(2,", "3)", "5"]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_invalid_values_are_dropped_on_both_paths(fast: bool) -> None:
+    """NaN, infinity and negative counter amounts are ignored, never counted."""
+    with runtime(fast, {}) as started:
+        instruments = _instruments(started.get_meter("app"))
+        for bad in (float("nan"), float("inf"), -1):
+            instruments["counter"].add(bad)
+            instruments["histogram"].record(bad)
+        instruments["counter"].add(1)
+        points = collected(started)
+        assert points[("app", "jobs")][1] == {(): 1}
+        assert ("app", "payload") not in points
