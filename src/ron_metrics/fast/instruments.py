@@ -3,15 +3,17 @@ The fast synchronous instruments, and bound handles for hot loops.
 
 Each instrument checks the measurement as the SDK does (finite; non-negative for
 counters and histograms — anything else is dropped with the SDK's warning), finds
-the cell of every stream it feeds, and updates it under the cell's lock. No
-``Measurement`` object, no context lookup, no per-call attribute hashing once an
-attribute set has been seen. (Exemplars are not kept on this path.)
+the cell of every stream it feeds (one dictionary lookup once an attribute set has
+been seen), and updates it under the cell's lock. No ``Measurement`` object, no
+context lookup, no per-call attribute cleaning or hashing. Exemplars are not kept
+on this path.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_left
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,23 +34,43 @@ __all__ = [
 ]
 
 _log = logging.getLogger("opentelemetry.sdk.metrics._internal.instrument")
+_INF = math.inf
 Attributes = Mapping[str, Any] | None
 
 
-def _invalid(kind: str, name: str, amount: float, *, signed: bool) -> bool:
-    # The SDK's checks and messages, so logs read the same on both paths.
-    if not math.isfinite(amount):
+def _dropped(verb: str, kind: str, name: str, amount: float) -> None:
+    # The SDK's messages, so logs read the same on both paths.
+    if math.isfinite(amount):
+        _log.warning("%s amount must be non-negative on %s %s.", verb, kind, name)
+    else:
         _log.warning(
-            "Add amount %s is not finite on %s %s, ignoring measurement.",
+            "%s amount %s is not finite on %s %s, ignoring measurement.",
+            verb,
             amount,
             kind,
             name,
         )
-        return True
-    if not signed and amount < 0:
-        _log.warning("Add amount must be non-negative on %s %s.", kind, name)
-        return True
-    return False
+
+
+def _cell(stream: Stream, attributes: Attributes) -> Any:
+    # The common case, inlined by the instruments below: one stream, a known set.
+    try:
+        cell = stream.aliases.get(tuple(attributes.items()) if attributes else ())
+    except TypeError:  # an unhashable value: resolved the long way
+        cell = None
+    return cell if cell is not None else stream.cell(attributes)
+
+
+def _cells(streams: tuple[Stream, ...], attributes: Attributes) -> list[Any]:
+    raw = tuple(attributes.items()) if attributes else ()
+    found = []
+    for stream in streams:
+        try:
+            cell = stream.aliases.get(raw)
+        except TypeError:  # an unhashable value: resolved the long way
+            cell = None
+        found.append(cell if cell is not None else stream.cell(attributes))
+    return found
 
 
 class _Fast:
@@ -62,13 +84,12 @@ class _Fast:
         self.unit = unit
         self.description = description
         self._streams = streams
+        # Nearly every instrument feeds exactly one stream: no loop for it.
+        self._one = streams[0] if len(streams) == 1 else None
 
 
-class _Adder(_Fast):
-    """Shared by counters and up-down counters: add to every stream's cell."""
-
-    _signed: bool
-    _kind: str
+class FastCounter(_Fast, Counter):
+    """A monotonic counter on the fast path."""
 
     def add(
         self,
@@ -76,26 +97,41 @@ class _Adder(_Fast):
         attributes: Attributes = None,
         context: Context | None = None,
     ) -> None:
-        if _invalid(self._kind, self.name, amount, signed=self._signed):
+        if not 0 <= amount < _INF:  # negative, infinite or NaN
+            _dropped("Add", "Counter", self.name, amount)
             return
-        for stream in self._streams:
-            cell: Any = stream.cell(attributes)
+        one = self._one
+        if one is not None:
+            cell: Any
+            try:
+                cell = one.aliases.get(tuple(attributes.items()) if attributes else ())
+            except TypeError:
+                cell = None
+            if cell is None:
+                cell = one.cell(attributes)
+            with cell.lock:
+                cell.value += amount
+            return
+        for cell in _cells(self._streams, attributes):
             with cell.lock:
                 cell.value += amount
 
 
-class FastCounter(_Adder, Counter):
-    """A monotonic counter on the fast path."""
-
-    _signed = False
-    _kind = "Counter"
-
-
-class FastUpDownCounter(_Adder, UpDownCounter):
+class FastUpDownCounter(_Fast, UpDownCounter):
     """An up-down counter on the fast path."""
 
-    _signed = True
-    _kind = "UpDownCounter"
+    def add(
+        self,
+        amount: float,
+        attributes: Attributes = None,
+        context: Context | None = None,
+    ) -> None:
+        if not -_INF < amount < _INF:
+            _dropped("Add", "UpDownCounter", self.name, amount)
+            return
+        for cell in _cells(self._streams, attributes):
+            with cell.lock:
+                cell.value += amount
 
 
 class FastHistogram(_Fast, Histogram):
@@ -107,21 +143,24 @@ class FastHistogram(_Fast, Histogram):
         attributes: Attributes = None,
         context: Context | None = None,
     ) -> None:
-        if not math.isfinite(amount):
-            _log.warning(
-                "Record amount %s is not finite on Histogram %s, ignoring measurement.",
-                amount,
-                self.name,
-            )
+        if not 0 <= amount < _INF:
+            _dropped("Record", "Histogram", self.name, amount)
             return
-        if amount < 0:
-            _log.warning(
-                "Record amount must be non-negative on Histogram %s.", self.name
-            )
+        one = self._one
+        if one is not None:
+            _observe(_cell(one, attributes), amount)
             return
-        for stream in self._streams:
-            cell: Any = stream.cell(attributes)
-            cell.record(amount)
+        for cell in _cells(self._streams, attributes):
+            _observe(cell, amount)
+
+
+def _observe(cell: Any, amount: float) -> None:
+    index = bisect_left(cell.bounds, amount)
+    with cell.lock:
+        cell.counts[index] += 1
+        cell.total += amount
+        cell.low = min(cell.low, amount)
+        cell.high = max(cell.high, amount)
 
 
 class FastGauge(_Fast, Gauge):
@@ -133,15 +172,10 @@ class FastGauge(_Fast, Gauge):
         attributes: Attributes = None,
         context: Context | None = None,
     ) -> None:
-        if not math.isfinite(amount):
-            _log.warning(
-                "Set amount %s is not finite on Gauge %s, ignoring measurement.",
-                amount,
-                self.name,
-            )
+        if not -_INF < amount < _INF:
+            _dropped("Set", "Gauge", self.name, amount)
             return
-        for stream in self._streams:
-            cell: Any = stream.cell(attributes)
+        for cell in _cells(self._streams, attributes):
             with cell.lock:
                 cell.value = amount
 
@@ -151,19 +185,26 @@ class BoundCounter:
     ``add`` with the attributes resolved once (see :func:`bind`).
     """
 
-    __slots__ = ("_cells", "_kind", "_name", "_signed")
+    __slots__ = ("_cell", "_cells", "_kind", "_low", "_name")
 
-    def __init__(self, instrument: _Adder, attributes: Attributes) -> None:
-        self._cells: tuple[Any, ...] = tuple(
-            stream.cell(attributes) for stream in instrument._streams
-        )
-        self._signed = instrument._signed
-        self._kind = instrument._kind
+    def __init__(
+        self, instrument: FastCounter | FastUpDownCounter, attributes: Attributes
+    ) -> None:
+        self._cells = tuple(_cells(instrument._streams, attributes))
+        self._cell = self._cells[0] if len(self._cells) == 1 else None
+        self._low = 0 if isinstance(instrument, FastCounter) else -_INF
+        self._kind = type(instrument).__name__.removeprefix("Fast")
         self._name = instrument.name
 
     def add(self, amount: float) -> None:
         """Add ``amount`` (dropped with a warning where the instrument would drop it)."""
-        if _invalid(self._kind, self._name, amount, signed=self._signed):
+        if not self._low <= amount < _INF or amount == -_INF:
+            _dropped("Add", self._kind, self._name, amount)
+            return
+        cell = self._cell
+        if cell is not None:
+            with cell.lock:
+                cell.value += amount
             return
         for cell in self._cells:
             with cell.lock:
@@ -175,21 +216,19 @@ class BoundHistogram:
     ``record`` with the attributes resolved once (see :func:`bind`).
     """
 
-    __slots__ = ("_cells", "_instrument")
+    __slots__ = ("_cells", "_name")
 
     def __init__(self, instrument: FastHistogram, attributes: Attributes) -> None:
-        self._cells: tuple[Any, ...] = tuple(
-            stream.cell(attributes) for stream in instrument._streams
-        )
-        self._instrument = instrument
+        self._cells = tuple(_cells(instrument._streams, attributes))
+        self._name = instrument.name
 
     def record(self, amount: float) -> None:
         """Record ``amount`` (non-negative and finite, as for the instrument)."""
-        if not math.isfinite(amount) or amount < 0:
-            self._instrument.record(amount)  # the instrument's warning
+        if not 0 <= amount < _INF:
+            _dropped("Record", "Histogram", self._name, amount)
             return
         for cell in self._cells:
-            cell.record(amount)
+            _observe(cell, amount)
 
 
 class _Fallback:
@@ -227,6 +266,6 @@ def bind(instrument: Any, attributes: Attributes = None) -> Any:
     """
     if isinstance(instrument, FastHistogram):
         return BoundHistogram(instrument, attributes)
-    if isinstance(instrument, _Adder):
+    if isinstance(instrument, FastCounter | FastUpDownCounter):
         return BoundCounter(instrument, attributes)
     return _Fallback(instrument, attributes)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +42,29 @@ _CUMULATIVE = AggregationTemporality.CUMULATIVE
 # Remembered raw attribute sets per stream beyond its series (then forgotten and
 # re-learnt): the same series reached with keys in another order, or other spellings.
 _ALIAS_SLACK = 4
+
+
+_NO_EXEMPLARS: tuple[Any, ...] = ()
+
+
+def _series_key(attributes: Mapping[str, Any]) -> Any:
+    """
+    The key telling series apart: for string values the sorted pairs themselves
+    (compact, and usually the caller's own spelling), else the SDK's typed key
+    (1, 1.0 and True are different series). The two shapes can never be equal.
+    """
+    if all(type(v) is str for v in attributes.values()):
+        return tuple(sorted(attributes.items()))
+    return _hash_attributes(attributes)
+
+
+def _point(cls: type[Any], **fields: Any) -> Any:
+    # The SDK's data points are frozen dataclasses, whose generated __init__ costs
+    # a guarded setattr per field; a collection makes one per series. Same object,
+    # filled directly.
+    point = object.__new__(cls)
+    vars(point).update(fields)
+    return point
 
 
 class Cell:
@@ -98,15 +120,6 @@ class HistogramCell:
         self.low = math.inf
         self.high = -math.inf
 
-    def record(self, value: float) -> None:
-        """Count one measurement (callers hold no lock; this takes the cell's)."""
-        index = bisect_left(self.bounds, value)
-        with self.lock:
-            self.counts[index] += 1
-            self.total += value
-            self.low = min(self.low, value)
-            self.high = max(self.high, value)
-
 
 class Stream:
     """
@@ -141,7 +154,13 @@ class Stream:
         self._limit = limit
         self.bounds = bounds
         self._cells: dict[Any, Cell | HistogramCell] = {}
-        self._aliases: dict[Any, Cell | HistogramCell] = {}
+        # Raw attribute tuples already resolved: string-valued ones directly; others
+        # with the value types they had (1, 1.0 and True are equal in Python but
+        # different series), checked on every hit.
+        self.aliases: dict[Any, Cell | HistogramCell] = {}
+        self.typed_aliases: dict[
+            Any, tuple[Cell | HistogramCell, tuple[type, ...]]
+        ] = {}
         self._lock = threading.Lock()
 
     # -- finding the cell ------------------------------------------------------
@@ -152,11 +171,14 @@ class Stream:
         """
         raw = tuple(attributes.items()) if attributes else ()
         try:
-            found = self._aliases.get(raw)
+            found = self.aliases.get(raw)
+            if found is not None:
+                return found
+            typed = self.typed_aliases.get(raw)
         except TypeError:  # an unhashable value (a list): decided the long way
             return self._resolve(attributes, None)
-        if found is not None:
-            return found
+        if typed is not None and typed[1] == tuple(type(v) for _, v in raw):
+            return typed[0]
         return self._resolve(attributes, raw)
 
     def _resolve(
@@ -171,7 +193,7 @@ class Stream:
             cleaned = {k: v for k, v in cleaned.items() if k in self._keys}
         else:
             cleaned = dict(cleaned)
-        key = _hash_attributes(cleaned)
+        key = _series_key(cleaned)
         with self._lock:
             found = self._cells.get(key)
             if found is None:
@@ -181,14 +203,26 @@ class Stream:
                     found = self._cells.get(key)
                 if found is None:
                     found = self._cells[key] = self._new_cell(cleaned)
-            # Only attribute sets whose values are all strings are remembered by
-            # their raw spelling: 1, 1.0 and True compare equal but are different
-            # series, and a raw tuple cannot tell them apart.
-            if raw is not None and all(type(v) is str for _, v in raw):
-                if len(self._aliases) > _ALIAS_SLACK * (self._limit + 1):
-                    self._aliases.clear()
-                self._aliases[raw] = found
+            if raw is not None:
+                self._remember(raw, found, key)
         return found
+
+    def _remember(
+        self, raw: tuple[Any, ...], found: Cell | HistogramCell, key: Any
+    ) -> None:
+        if raw == key:
+            raw = key  # a sorted string-valued set is its own key: one tuple kept
+        types = tuple(type(v) for _, v in raw)
+        if any(t is tuple or t is list for t in types):
+            return  # sequences of mixed types: equal tuples, different series
+        if len(self.aliases) + len(self.typed_aliases) > _ALIAS_SLACK * (
+            self._limit + 1
+        ):
+            self.aliases, self.typed_aliases = {}, {}
+        if all(t is str for t in types):
+            self.aliases[raw] = found
+        else:
+            self.typed_aliases[raw] = (found, types)
 
     def _new_cell(self, attributes: Mapping[str, Any]) -> Cell | HistogramCell:
         if self.kind == "histogram":
@@ -210,18 +244,18 @@ class Stream:
             points = [self._histogram_point(cell, now) for cell in cells]  # type: ignore[arg-type]  # histogram streams hold HistogramCells
             data = Histogram(data_points=points, aggregation_temporality=_CUMULATIVE)
         else:
-            numbers = []
-            for cell in cells:
-                with cell.lock:
-                    value = cell.value  # type: ignore[union-attr]  # a Cell
-                numbers.append(
-                    NumberDataPoint(
-                        attributes=cell.attributes,
-                        start_time_unix_nano=cell.start,
-                        time_unix_nano=now,
-                        value=value,
-                    )
+            # One attribute read is atomic: no lock needed to read a number.
+            numbers = [
+                _point(
+                    NumberDataPoint,
+                    attributes=cell.attributes,
+                    start_time_unix_nano=cell.start,
+                    time_unix_nano=now,
+                    value=cell.value,  # type: ignore[union-attr]  # a Cell
+                    exemplars=_NO_EXEMPLARS,
                 )
+                for cell in cells
+            ]
             if self.kind == "gauge":
                 data = Gauge(data_points=numbers)
             else:
@@ -234,11 +268,12 @@ class Stream:
             name=self.name, description=self.description, unit=self.unit, data=data
         )
 
-    def _histogram_point(self, cell: HistogramCell, now: int) -> HistogramDataPoint:
+    def _histogram_point(self, cell: HistogramCell, now: int) -> Any:
         with cell.lock:
             counts = tuple(cell.counts)
             total, low, high = cell.total, cell.low, cell.high
-        return HistogramDataPoint(
+        return _point(
+            HistogramDataPoint,
             attributes=cell.attributes,
             start_time_unix_nano=cell.start,
             time_unix_nano=now,
@@ -248,6 +283,7 @@ class Stream:
             explicit_bounds=self.bounds,
             min=low,
             max=high,
+            exemplars=_NO_EXEMPLARS,
         )
 
     def reset(self) -> None:
