@@ -1,4 +1,4 @@
-.PHONY: demo test newest bench mutation bootstrap lint clean
+.PHONY: demo test test-sdk-path newest bench mutation bootstrap lint clean
 
 # Run the demo: a synthetic workload served on http://127.0.0.1:9464/metrics
 demo:
@@ -8,6 +8,12 @@ demo:
 # The whole test suite (lint, mypy --strict, pytest + coverage, SBOM, licenses)
 test:
 	@scripts/test
+
+# The suite again with the fast path off (the SDK's own instruments) where a test
+# does not choose: both paths must pass the same tests
+test-sdk-path:
+	@scripts/bootstrap
+	RONMETRICS_TEST_SDK_PATH=1 .venv/bin/pytest -q -p no:cacheprovider --no-cov $(ARGS)
 
 # The suite on the newest releases pyproject.toml's ranges allow (fresh venv, no lock)
 newest:

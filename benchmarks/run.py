@@ -21,6 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import fastpath_bench
 import hotpath
 import http_bench
 import latency
@@ -50,6 +51,7 @@ class Plan:
     group_series: int
     group_ops: int
     middleware_requests: int
+    fast_ops: int
 
 
 FULL = Plan(
@@ -67,6 +69,7 @@ FULL = Plan(
     group_series=10_000,
     group_ops=20_000,
     middleware_requests=20_000,
+    fast_ops=100_000,
 )
 SMOKE = Plan(
     ops=500,
@@ -83,6 +86,7 @@ SMOKE = Plan(
     group_series=200,
     group_ops=500,
     middleware_requests=300,
+    fast_ops=2_000,
 )
 
 
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         len(paths)
         for paths in (["/healthz", "/metrics"], ["/metrics"], ["/healthz", "/metrics"])
     ) * len(plan.connections)
-    progress = Progress(total=10 + wrk_steps)
+    progress = Progress(total=11 + wrk_steps)
     command = "python benchmarks/run.py" + (" --smoke" if args.smoke else "")
     results: dict[str, Any] = {"env": environment(command), "smoke": args.smoke}
     progress.step("hot path: counters, histograms, dropped attribute, overflow")
@@ -169,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     progress.step("HTTP middleware overhead: ours and three peers on one FastAPI app")
     results["middleware"] = middleware_bench.measure(
         plan.middleware_requests, plan.repeats
+    )
+    progress.step("fast path: ours (auto, bound) vs raw SDK vs prometheus_client")
+    results["fastpath"] = fastpath_bench.measure(
+        plan.fast_ops, plan.repeats, 10_000 if not args.smoke else 500
     )
     progress.step("report and plots")
     args.out.mkdir(parents=True, exist_ok=True)

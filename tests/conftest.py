@@ -37,6 +37,28 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 StartFn = Callable[..., Runtime]
 
 
+# RONMETRICS_TEST_SDK_PATH=1 (not RON_METRICS_*: that prefix is config) runs the suite with the fast path off wherever a test
+# does not choose itself (every config is parsed here), so both paths pass the same
+# tests: `make test-sdk-path`.
+SDK_PATH = os.environ.get("RONMETRICS_TEST_SDK_PATH") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _path_under_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not SDK_PATH:
+        return
+    from ron_metrics.config import loader
+    from ron_metrics.config.parsing import parse_config as parse
+
+    def sdk_path(raw: Any) -> Config:
+        sdk = raw.get("sdk") if isinstance(raw, dict) else None
+        if isinstance(raw, dict) and not (isinstance(sdk, dict) and "fast_path" in sdk):
+            raw = {**raw, "sdk": {**(sdk or {}), "fast_path": False}}
+        return parse(raw)
+
+    monkeypatch.setattr(loader, "parse_config", sdk_path)
+
+
 @pytest.fixture(name="start_runtime")
 def _start_runtime() -> Iterator[StartFn]:
     """
