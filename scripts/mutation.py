@@ -42,6 +42,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "values": ("config/values.py", ("tests/test_values.py",)),
     "views": ("views.py", ("tests/test_views.py",)),
     "health": ("health.py", ("tests/test_health.py",)),
+    "fast-stream": ("fast/stream.py", ("tests/test_fast_path.py",)),
+    "group-merge": ("multiprocess/merge.py", ("tests/test_multiprocess.py",)),
 }
 KILLED = {1, 3, 24, -24, 36, 37, 152, 255}
 SURVIVED = {0}

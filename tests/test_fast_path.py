@@ -242,3 +242,158 @@ def test_invalid_values_are_dropped_on_both_paths(fast: bool) -> None:
         points = collected(started)
         assert points[("app", "jobs")][1] == {(): 1}
         assert ("app", "payload") not in points
+
+
+class TestStreamInternals:
+    """The stream's bookkeeping, checked directly (the results above cannot see it)."""
+
+    def stream(self, kind: str = "sum", limit: int = 10) -> Any:
+        from ron_metrics.fast.stream import Stream
+
+        bounds = (1.0, 5.0) if kind == "histogram" else ()
+        return Stream(
+            name="s",
+            description="d",
+            unit="",
+            kind=kind,
+            monotonic=True,
+            attribute_keys=None,
+            limit=limit,
+            bounds=bounds,
+        )
+
+    def test_series_keys(self) -> None:
+        """String sets key by their sorted pairs; others by the SDK's typed key."""
+        from opentelemetry.sdk.metrics._internal._view_instrument_match import (
+            _hash_attributes,
+        )
+
+        from ron_metrics.fast.stream import _series_key
+
+        assert _series_key({"b": "2", "a": "1"}) == (("a", "1"), ("b", "2"))
+        assert _series_key({"n": 1}) == _hash_attributes({"n": 1})
+        assert _series_key({"n": 1}) != _series_key({"n": True})
+
+    def test_seen_sets_are_remembered_by_their_spelling(self) -> None:
+        """A resolved set is found again in one lookup, typed sets with their types."""
+        stream = self.stream()
+        text = stream.cell({"a": "x"})
+        number = stream.cell({"n": 1})
+        stream.cell({"seq": ["p", 1]})  # sequences are never remembered
+        assert stream.aliases == {(("a", "x"),): text}
+        assert stream.typed_aliases == {(("n", 1),): (number, (int,))}
+        assert stream.cell({"n": True}) is not number
+        assert stream.cell({"n": 1}) is number
+        assert stream.cell({"a": "x"}) is text
+
+    def test_remembered_sets_are_bounded(self) -> None:
+        """Spellings beyond a few per series are forgotten, not kept forever."""
+        stream = self.stream(limit=1)
+        for index in range(50):
+            stream.cell({f"k{index}": "v"})
+        assert len(stream.aliases) + len(stream.typed_aliases) <= 4 * 2 + 1
+
+    def test_points_carry_times_bounds_and_no_exemplars(self) -> None:
+        """Start ≤ collection time; histogram bounds, min/max; empty exemplars."""
+        import time
+
+        stream = self.stream("histogram")
+        from ron_metrics.fast.instruments import _observe
+
+        cell = stream.cell({"a": "x"})
+        for value in (0.5, 3.0, 9.0):
+            _observe(cell, value)
+        now = time.time_ns()
+        metric = stream.collect(now)
+        assert metric is not None
+        (point,) = metric.data.data_points
+        assert 0 < point.start_time_unix_nano <= now == point.time_unix_nano
+        assert (point.count, point.sum, point.min, point.max) == (3, 12.5, 0.5, 9.0)
+        assert tuple(point.bucket_counts) == (1, 1, 1)
+        assert tuple(point.explicit_bounds) == (1.0, 5.0)
+        assert list(point.exemplars) == []
+
+    def test_reset_starts_every_cell_again(self) -> None:
+        """After reset (a forked child) cells are zero, with new locks and start times."""
+        sums, histograms = self.stream(), self.stream("histogram")
+        cell, histogram_cell = sums.cell({"a": "x"}), histograms.cell({"a": "x"})
+        cell.value = 7
+        histogram_cell.counts[0] = 3
+        before = (cell.lock, cell.start, histogram_cell.lock)
+        sums.reset()
+        histograms.reset()
+        assert cell.value == 0
+        assert histogram_cell.counts == [0, 0, 0]
+        assert (histogram_cell.low, histogram_cell.high) == (
+            float("inf"),
+            float("-inf"),
+        )
+        assert cell.lock is not before[0] and histogram_cell.lock is not before[2]
+        assert cell.start >= before[1]
+        assert sums.collect(1) is not None
+
+    def test_empty_stream_collects_nothing(self) -> None:
+        """No measurement yet: no metric (as the SDK)."""
+        assert self.stream().collect(1) is None
+
+    def test_remembered_sets_skip_the_long_way(self) -> None:
+        """After the first resolve, a known spelling never resolves again."""
+        stream = self.stream()
+        text, number = stream.cell({"a": "x"}), stream.cell({"n": 1})
+
+        def refuse(*_args: Any) -> Any:
+            raise AssertionError("resolved again")
+
+        stream._resolve = refuse
+        assert stream.cell({"a": "x"}) is text
+        assert stream.cell({"n": 1}) is number
+        key = next(iter(stream._cells))
+        assert next(iter(stream.aliases)) is key  # one tuple for both maps
+
+    def test_sequences_of_equal_but_different_values_stay_apart(self) -> None:
+        """("p", 1) and ("p", True) are two series; unhashable lists are cleaned."""
+        stream = self.stream()
+        first = stream.cell({"s": ("p", 1)})
+        assert stream.cell({"s": ("p", True)}) is not first
+        assert stream.cell({"s": ("p", 1)}) is first
+        listed = stream.cell({"s": ["q", 2]})
+        assert listed.attributes == {"s": ("q", 2)}
+
+    def test_typed_spellings_are_bounded_too(self) -> None:
+        """Number-valued spellings are forgotten like string ones."""
+        stream = self.stream(limit=1)
+        for index in range(50):
+            stream.cell({"n": index})
+        assert len(stream.typed_aliases) <= 4 * 2 + 1
+
+    def test_sum_and_gauge_points(self) -> None:
+        """Cumulative sums with their monotonicity; gauges as gauges; full points."""
+        import time
+
+        from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Sum
+
+        sums = self.stream()
+        sums.cell({"a": "x"}).value = 3
+        now = time.time_ns()
+        metric = sums.collect(now)
+        assert metric is not None
+        assert isinstance(metric.data, Sum)
+        assert metric.data.is_monotonic
+        assert metric.data.aggregation_temporality is AggregationTemporality.CUMULATIVE
+        assert (metric.name, metric.description, metric.unit) == ("s", "d", "")
+        (point,) = metric.data.data_points
+        assert (point.value, point.time_unix_nano, list(point.exemplars)) == (
+            3,
+            now,
+            [],
+        )
+        assert 0 < point.start_time_unix_nano <= now
+        gauges = self.stream("gauge")
+        gauges.cell(None).value = 1.5
+        gauge = gauges.collect(now)
+        assert gauge is not None and isinstance(gauge.data, Gauge)
+        histograms = self.stream("histogram")
+        histograms.cell(None)
+        found = histograms.collect(now)
+        assert found is not None
+        assert found.data.aggregation_temporality is AggregationTemporality.CUMULATIVE

@@ -24,6 +24,7 @@ from typing import Any
 from opentelemetry.attributes import _clean_attribute_value
 from opentelemetry.sdk.metrics._internal._view_instrument_match import (
     _OVERFLOW_ATTRIBUTES,
+    _OVERFLOW_KEY,
     _hash_attributes,
 )
 from opentelemetry.sdk.metrics.export import (
@@ -108,7 +109,6 @@ class HistogramCell:
     ) -> None:
         self.attributes = attributes
         self.bounds = bounds
-        self.lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
@@ -198,7 +198,7 @@ class Stream:
             found = self._cells.get(key)
             if found is None:
                 if len(self._cells) >= self._limit:
-                    key = _hash_attributes(_OVERFLOW_ATTRIBUTES)
+                    key = _OVERFLOW_KEY
                     cleaned = dict(_OVERFLOW_ATTRIBUTES)
                     found = self._cells.get(key)
                 if found is None:
