@@ -128,9 +128,11 @@ def build_provider(config: Config) -> BuiltProvider:
         shutdown_on_exit=False,
         child_resource=None if config.service.instance else _child_resource,
     )
-    if config.sdk.fast_path and group is None:
-        # A group writes through from the SDK's aggregations: it keeps the SDK path.
-        hub.fast = provider.fast = fast_registry(provider, hub, views)
+    if config.sdk.fast_path:
+        # In a group the cells write through to the store as the aggregations do.
+        hub.fast = provider.fast = fast_registry(
+            provider, hub, views, shared=group is not None
+        )
     # No forked child may inherit the collection lock held by a scrape thread.
     hold_across_fork(hub)
     self_metrics = SelfMetrics.create(
@@ -149,7 +151,11 @@ def build_provider(config: Config) -> BuiltProvider:
 
 
 def fast_registry(
-    provider: ForkSafeMeterProvider, hub: HubReader, views: list[Any]
+    provider: ForkSafeMeterProvider,
+    hub: HubReader,
+    views: list[Any],
+    *,
+    shared: bool = False,
 ) -> FastRegistry:
     """
     The fast path's streams, with the provider's views and the reader's limits.
@@ -160,7 +166,9 @@ def fast_registry(
         limits: dict[type, int] = storage._instrument_class_cardinality_limit
         return limits.get(cls, 2000)
 
-    return FastRegistry(views, limit_of, lambda: provider._sdk_config.resource)
+    return FastRegistry(
+        views, limit_of, lambda: provider._sdk_config.resource, shared=shared
+    )
 
 
 def shut_down(built: BuiltProvider, timeout_millis: float) -> None:

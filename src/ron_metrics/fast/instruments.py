@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from bisect import bisect_left
 from collections.abc import Mapping
 from typing import Any
@@ -111,10 +112,14 @@ class FastCounter(_Fast, Counter):
                 cell = one.cell(attributes)
             with cell.lock:
                 cell.value += amount
+            if cell.shared is not None:
+                _shared_add(cell, amount)
             return
         for cell in _cells(self._streams, attributes):
             with cell.lock:
                 cell.value += amount
+            if cell.shared is not None:
+                _shared_add(cell, amount)
 
 
 class FastUpDownCounter(_Fast, UpDownCounter):
@@ -132,6 +137,8 @@ class FastUpDownCounter(_Fast, UpDownCounter):
         for cell in _cells(self._streams, attributes):
             with cell.lock:
                 cell.value += amount
+            if cell.shared is not None:
+                _shared_add(cell, amount)
 
 
 class FastHistogram(_Fast, Histogram):
@@ -161,6 +168,14 @@ def _observe(cell: Any, amount: float) -> None:
         cell.total += amount
         cell.low = min(cell.low, amount)
         cell.high = max(cell.high, amount)
+    if cell.shared is not None and (found := cell.shared.resolve()) is not None:
+        found[0].observe(found[1], index, float(amount))
+
+
+def _shared_add(cell: Any, amount: float) -> None:
+    # In a multi-process group: the same update, written through to the store.
+    if (found := cell.shared.resolve()) is not None:
+        found[0].add(found[1], float(amount))
 
 
 class FastGauge(_Fast, Gauge):
@@ -178,6 +193,8 @@ class FastGauge(_Fast, Gauge):
         for cell in _cells(self._streams, attributes):
             with cell.lock:
                 cell.value = amount
+            if cell.shared is not None and (found := cell.shared.resolve()) is not None:
+                found[0].set(found[1], float(amount), time.time())
 
 
 class BoundCounter:
@@ -205,10 +222,14 @@ class BoundCounter:
         if cell is not None:
             with cell.lock:
                 cell.value += amount
+            if cell.shared is not None:
+                _shared_add(cell, amount)
             return
         for cell in self._cells:
             with cell.lock:
                 cell.value += amount
+            if cell.shared is not None:
+                _shared_add(cell, amount)
 
 
 class BoundHistogram:

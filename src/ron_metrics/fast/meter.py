@@ -50,6 +50,7 @@ from ron_metrics.fast.instruments import (
     FastUpDownCounter,
 )
 from ron_metrics.fast.stream import Stream
+from ron_metrics.multiprocess.aggregation import fast_record
 
 __all__ = ["FastMeter", "FastRegistry"]
 
@@ -72,8 +73,12 @@ class FastRegistry:
         views: Sequence[Any],
         limit_of: Callable[[type], int],
         resource: Callable[[], Resource],
+        *,
+        shared: bool = False,
     ) -> None:
         self._views = tuple(views)
+        # In a multi-process group every cell also writes through to the store.
+        self._shared = shared
         self._limit_of = limit_of
         self._resource = resource
         self._lock = threading.Lock()
@@ -132,13 +137,16 @@ class FastRegistry:
             else:
                 return None  # not implemented here: the SDK path serves it
             limit = view._aggregation_cardinality_limit
+            name = view._name or instrument.name
+            description = view._description or instrument.description
+            monotonic = isinstance(instrument, SdkCounter)
             streams.append(
                 Stream(
-                    name=view._name or instrument.name,
-                    description=view._description or instrument.description,
+                    name=name,
+                    description=description,
                     unit=instrument.unit,
                     kind=kind,
-                    monotonic=isinstance(instrument, SdkCounter),
+                    monotonic=monotonic,
                     attribute_keys=(
                         frozenset(view._attribute_keys)
                         if view._attribute_keys is not None
@@ -148,9 +156,37 @@ class FastRegistry:
                     if limit is not None
                     else self._limit_of(type(instrument)),
                     bounds=bounds,
+                    shared=self._record_maker(
+                        instrument, name, description, monotonic, bounds
+                    ),
                 )
             )
         return streams
+
+    def _record_maker(
+        self,
+        instrument: Any,
+        name: str,
+        description: str,
+        monotonic: bool,
+        bounds: tuple[float, ...],
+    ) -> Callable[[str, Any], Any] | None:
+        if not self._shared:
+            return None
+
+        def record(kind: str, attributes: Any) -> Any:
+            return fast_record(
+                scope=instrument.instrumentation_scope,
+                name=name,
+                kind=kind,
+                monotonic=monotonic,
+                unit=instrument.unit,
+                description=description,
+                bounds=bounds,
+                attributes=attributes,
+            )
+
+        return record
 
     def merge_into(self, data: MetricsData | None) -> MetricsData | None:
         """

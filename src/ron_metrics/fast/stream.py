@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.attributes import _clean_attribute_value
@@ -71,15 +71,18 @@ def _point(cls: type[Any], **fields: Any) -> Any:
 class Cell:
     """
     A counter's, up-down counter's or gauge's running value for one attribute set.
+
+    ``shared`` is its record in the process's multi-process store (in a group).
     """
 
-    __slots__ = ("attributes", "lock", "start", "value")
+    __slots__ = ("attributes", "lock", "shared", "start", "value")
 
-    def __init__(self, attributes: Mapping[str, Any]) -> None:
+    def __init__(self, attributes: Mapping[str, Any], shared: Any = None) -> None:
         self.attributes = attributes
         self.lock = threading.Lock()
         self.start = time.time_ns()
         self.value: float = 0
+        self.shared = shared
 
     def reset(self) -> None:
         """Start from zero (a forked child: the parent's counts are the parent's)."""
@@ -100,15 +103,20 @@ class HistogramCell:
         "high",
         "lock",
         "low",
+        "shared",
         "start",
         "total",
     )
 
     def __init__(
-        self, attributes: Mapping[str, Any], bounds: tuple[float, ...]
+        self,
+        attributes: Mapping[str, Any],
+        bounds: tuple[float, ...],
+        shared: Any = None,
     ) -> None:
         self.attributes = attributes
         self.bounds = bounds
+        self.shared = shared
         self.reset()
 
     def reset(self) -> None:
@@ -144,8 +152,11 @@ class Stream:
         attribute_keys: frozenset[str] | None,
         limit: int,
         bounds: tuple[float, ...] = (),
+        shared: Callable[[str, Mapping[str, Any]], Any] | None = None,
     ) -> None:
         self.name = name
+        # In a multi-process group: makes a cell's record in the store.
+        self._shared = shared
         self.description = description
         self.unit = unit
         self.kind = kind
@@ -225,9 +236,10 @@ class Stream:
             self.typed_aliases[raw] = (found, types)
 
     def _new_cell(self, attributes: Mapping[str, Any]) -> Cell | HistogramCell:
+        shared = self._shared(self.kind, attributes) if self._shared else None
         if self.kind == "histogram":
-            return HistogramCell(attributes, self.bounds)
-        return Cell(attributes)
+            return HistogramCell(attributes, self.bounds, shared)
+        return Cell(attributes, shared)
 
     # -- collection --------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from opentelemetry.sdk.metrics.view import Aggregation
 
 from ron_metrics.multiprocess.store import MemberStore, series_key
 
-__all__ = ["CURRENT", "SharedAggregation", "StoreHolder"]
+__all__ = ["CURRENT", "SharedAggregation", "StoreHolder", "StoreRecord", "fast_record"]
 
 
 class StoreHolder:
@@ -48,7 +48,7 @@ class StoreHolder:
 CURRENT = StoreHolder()
 
 
-class _Cell:
+class StoreRecord:
     """
     A series' record in whichever store is current.
     """
@@ -73,7 +73,7 @@ class _Cell:
 
 
 class _SharedSum(_SumAggregation):
-    _cell: _Cell
+    _cell: StoreRecord
     _replace: bool  # observable instruments report totals, not increments
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
@@ -87,7 +87,7 @@ class _SharedSum(_SumAggregation):
 
 
 class _SharedLastValue(_LastValueAggregation):
-    _cell: _Cell
+    _cell: StoreRecord
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
         super().aggregate(measurement, should_sample_exemplar)
@@ -97,7 +97,7 @@ class _SharedLastValue(_LastValueAggregation):
 
 
 class _SharedHistogram(_ExplicitBucketHistogramAggregation):
-    _cell: _Cell
+    _cell: StoreRecord
 
     def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
         super().aggregate(measurement, should_sample_exemplar)
@@ -145,14 +145,14 @@ def share(instrument: Any, attributes: Any, aggregation: Any, name: str) -> Any:
     )
     if bounds is not None:
         aggregation.__class__ = _SharedHistogram
-        cell = _Cell(key, 3 + len(bounds) + 1, (0.0, math.inf, -math.inf))
+        cell = StoreRecord(key, 3 + len(bounds) + 1, (0.0, math.inf, -math.inf))
     elif kind == "gauge":
         aggregation.__class__ = _SharedLastValue
-        cell = _Cell(key, 2, ())
+        cell = StoreRecord(key, 2, ())
     else:
         aggregation.__class__ = _SharedSum
         aggregation._replace = kind.startswith("o")
-        cell = _Cell(key, 1, ())
+        cell = StoreRecord(key, 1, ())
     aggregation._cell = cell
     return aggregation
 
@@ -182,3 +182,35 @@ class SharedAggregation(Aggregation):
             instrument, attributes, reservoir_factory, start_time_unix_nano
         )
         return share(instrument, attributes, built, self._name or instrument.name)
+
+
+_FAST_KINDS = {("sum", True): "counter", ("sum", False): "updown"}
+
+
+def fast_record(
+    *,
+    scope: Any,
+    name: str,
+    kind: str,
+    monotonic: bool,
+    unit: str,
+    description: str,
+    bounds: tuple[float, ...],
+    attributes: dict[str, Any],
+) -> StoreRecord:
+    """
+    The store record of one fast-path series (same keys as the SDK path's).
+    """
+    stored = _FAST_KINDS.get((kind, monotonic), kind)
+    key = series_key(
+        scope=(scope.name, scope.version or ""),
+        name=name,
+        kind=stored,
+        unit=unit or "",
+        description=description or "",
+        bounds=bounds if stored == "histogram" else None,
+        attributes=dict(attributes),
+    )
+    if stored == "histogram":
+        return StoreRecord(key, 3 + len(bounds) + 1, (0.0, math.inf, -math.inf))
+    return StoreRecord(key, 2 if stored == "gauge" else 1, ())
