@@ -397,3 +397,26 @@ class TestStreamInternals:
         found = histograms.collect(now)
         assert found is not None
         assert found.data.aggregation_temporality is AggregationTemporality.CUMULATIVE
+
+
+def test_group_members_write_fast_cells_through(tmp_path: Any) -> None:
+    """In a [multiprocess] group every fast update also lands in the process's store."""
+    from ron_metrics.multiprocess.store import parse_records
+
+    config = config_for_tests(multiprocess={"dir": str(tmp_path / "group")})
+    with ron_metrics.start(config, set_global=False) as started:
+        instruments = _instruments(started.get_meter("app"))
+        instruments["counter"].add(2, {"a": "x"})
+        ron_metrics.bind(instruments["counter"], {"a": "x"}).add(3)
+        instruments["updown"].add(-4)
+        instruments["histogram"].record(50, {"a": "x"})
+        instruments["gauge"].set(7.5)
+        (member,) = (tmp_path / "group").glob("member-*.db")
+        stored = {
+            key.split(",")[2].strip('"'): values
+            for key, values in parse_records(member.read_bytes())
+        }
+    assert stored["jobs"] == (5.0,)
+    assert stored["queue.depth"] == (-4.0,)
+    assert stored["payload"] == (50.0, 50.0, 50.0, 0.0, 1.0, 0.0)
+    assert stored["temperature"][0] == 7.5
