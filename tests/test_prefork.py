@@ -78,7 +78,17 @@ class Server:
     def total(self) -> float:
         if self.name in STOPS_ON_WORKER_DEATH and self.process.poll() is not None:
             return _offline_total(self.group)
-        body = httpx.get(f"{self.metrics}/metrics", timeout=5).text
+        # The killed worker may have been the serving one: another takes the port
+        # over within the documented 2 s.
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                body = httpx.get(f"{self.metrics}/metrics", timeout=5).text
+                break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         assert promtool_check(body).returncode == 0, body[-2000:]
         found = COUNTER.search(body)
         return float(found.group(1)) if found else 0.0
