@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from bisect import bisect_left
 from collections.abc import Mapping
@@ -53,27 +54,6 @@ def _dropped(verb: str, kind: str, name: str, amount: float) -> None:
         )
 
 
-def _cell(stream: Stream, attributes: Attributes) -> Any:
-    # The common case, inlined by the instruments below: one stream, a known set.
-    try:
-        cell = stream.aliases.get(tuple(attributes.items()) if attributes else ())
-    except TypeError:  # an unhashable value: resolved the long way
-        cell = None
-    return cell if cell is not None else stream.cell(attributes)
-
-
-def _cells(streams: tuple[Stream, ...], attributes: Attributes) -> list[Any]:
-    raw = tuple(attributes.items()) if attributes else ()
-    found = []
-    for stream in streams:
-        try:
-            cell = stream.aliases.get(raw)
-        except TypeError:  # an unhashable value: resolved the long way
-            cell = None
-        found.append(cell if cell is not None else stream.cell(attributes))
-    return found
-
-
 class _Fast:
     """What every fast instrument holds: its identity and the streams it feeds."""
 
@@ -89,8 +69,30 @@ class _Fast:
         self._one = streams[0] if len(streams) == 1 else None
 
 
-class FastCounter(_Fast, Counter):
-    """A monotonic counter on the fast path."""
+def _add(cell: Any, amount: float) -> None:
+    with cell.lock:
+        cell.value += amount
+    if cell.shared is not None:
+        _add_shared(cell, amount)
+
+
+def _add_shared(cell: Any, amount: float) -> None:
+    # In a multi-process group: the same update, written through to the store.
+    if (found := cell.shared.resolve()) is not None:
+        found[0].add(found[1], float(amount))
+
+
+class _Adder(_Fast):
+    """
+    Counters and up-down counters: add to every stream's cell.
+
+    ``_low`` is the smallest amount taken: 0 for counters; the most negative finite
+    float for up-down counters, which take any finite amount. One chained comparison
+    then refuses negatives (counters), infinities and NaN.
+    """
+
+    _low: float
+    _kind: str
 
     def add(
         self,
@@ -98,47 +100,41 @@ class FastCounter(_Fast, Counter):
         attributes: Attributes = None,
         context: Context | None = None,
     ) -> None:
-        if not 0 <= amount < _INF:  # negative, infinite or NaN
-            _dropped("Add", "Counter", self.name, amount)
+        if not self._low <= amount < _INF:
+            _dropped("Add", self._kind, self.name, amount)
             return
         one = self._one
-        if one is not None:
-            cell: Any
-            try:
-                cell = one.aliases.get(tuple(attributes.items()) if attributes else ())
-            except TypeError:
-                cell = None
-            if cell is None:
-                cell = one.cell(attributes)
-            with cell.lock:
-                cell.value += amount
-            if cell.shared is not None:
-                _shared_add(cell, amount)
+        if one is None:
+            for stream in self._streams:
+                _add(stream.cell(attributes), amount)
             return
-        for cell in _cells(self._streams, attributes):
-            with cell.lock:
-                cell.value += amount
-            if cell.shared is not None:
-                _shared_add(cell, amount)
+        # The hot case, inlined (measured: two calls fewer take `add` from 0.52x to
+        # about 0.45x prometheus_client's labels().inc()): one stream, a known spelling.
+        cell: Any
+        try:
+            cell = one.aliases.get(tuple(attributes.items()) if attributes else ())
+        except TypeError:
+            cell = None
+        if cell is None:
+            cell = one.cell(attributes)
+        with cell.lock:
+            cell.value += amount
+        if cell.shared is not None:
+            _add_shared(cell, amount)
 
 
-class FastUpDownCounter(_Fast, UpDownCounter):
+class FastCounter(_Adder, Counter):
+    """A monotonic counter on the fast path."""
+
+    _low = 0
+    _kind = "Counter"
+
+
+class FastUpDownCounter(_Adder, UpDownCounter):
     """An up-down counter on the fast path."""
 
-    def add(
-        self,
-        amount: float,
-        attributes: Attributes = None,
-        context: Context | None = None,
-    ) -> None:
-        if not -_INF < amount < _INF:
-            _dropped("Add", "UpDownCounter", self.name, amount)
-            return
-        for cell in _cells(self._streams, attributes):
-            with cell.lock:
-                cell.value += amount
-            if cell.shared is not None:
-                _shared_add(cell, amount)
+    _low = -sys.float_info.max
+    _kind = "UpDownCounter"
 
 
 class FastHistogram(_Fast, Histogram):
@@ -155,10 +151,10 @@ class FastHistogram(_Fast, Histogram):
             return
         one = self._one
         if one is not None:
-            _observe(_cell(one, attributes), amount)
+            _observe(one.cell(attributes), amount)
             return
-        for cell in _cells(self._streams, attributes):
-            _observe(cell, amount)
+        for stream in self._streams:
+            _observe(stream.cell(attributes), amount)
 
 
 def _observe(cell: Any, amount: float) -> None:
@@ -170,12 +166,6 @@ def _observe(cell: Any, amount: float) -> None:
         cell.high = max(cell.high, amount)
     if cell.shared is not None and (found := cell.shared.resolve()) is not None:
         found[0].observe(found[1], index, float(amount))
-
-
-def _shared_add(cell: Any, amount: float) -> None:
-    # In a multi-process group: the same update, written through to the store.
-    if (found := cell.shared.resolve()) is not None:
-        found[0].add(found[1], float(amount))
 
 
 class FastGauge(_Fast, Gauge):
@@ -190,7 +180,8 @@ class FastGauge(_Fast, Gauge):
         if not -_INF < amount < _INF:
             _dropped("Set", "Gauge", self.name, amount)
             return
-        for cell in _cells(self._streams, attributes):
+        for stream in self._streams:
+            cell: Any = stream.cell(attributes)
             with cell.lock:
                 cell.value = amount
             if cell.shared is not None and (found := cell.shared.resolve()) is not None:
@@ -202,34 +193,32 @@ class BoundCounter:
     ``add`` with the attributes resolved once (see :func:`bind`).
     """
 
-    __slots__ = ("_cell", "_cells", "_kind", "_low", "_name")
+    __slots__ = ("_cell", "_cells", "_instrument", "_low")
 
-    def __init__(
-        self, instrument: FastCounter | FastUpDownCounter, attributes: Attributes
-    ) -> None:
-        self._cells = tuple(_cells(instrument._streams, attributes))
+    def __init__(self, instrument: _Adder, attributes: Attributes) -> None:
+        self._cells: tuple[Any, ...] = tuple(
+            stream.cell(attributes) for stream in instrument._streams
+        )
         self._cell = self._cells[0] if len(self._cells) == 1 else None
-        self._low = 0 if isinstance(instrument, FastCounter) else -_INF
-        self._kind = type(instrument).__name__.removeprefix("Fast")
-        self._name = instrument.name
+        self._low = instrument._low
+        self._instrument = instrument
 
     def add(self, amount: float) -> None:
         """Add ``amount`` (dropped with a warning where the instrument would drop it)."""
-        if not self._low <= amount < _INF or amount == -_INF:
-            _dropped("Add", self._kind, self._name, amount)
+        if not self._low <= amount < _INF:
+            _dropped("Add", self._instrument._kind, self._instrument.name, amount)
             return
         cell = self._cell
-        if cell is not None:
-            with cell.lock:
-                cell.value += amount
-            if cell.shared is not None:
-                _shared_add(cell, amount)
+        if cell is None:
+            for each in self._cells:
+                _add(each, amount)
             return
-        for cell in self._cells:
-            with cell.lock:
-                cell.value += amount
-            if cell.shared is not None:
-                _shared_add(cell, amount)
+        # Inlined for the one-stream case (measured: about 0.9x instead of 1.15x
+        # prometheus_client's child inc()).
+        with cell.lock:
+            cell.value += amount
+        if cell.shared is not None:
+            _add_shared(cell, amount)
 
 
 class BoundHistogram:
@@ -240,7 +229,7 @@ class BoundHistogram:
     __slots__ = ("_cells", "_name")
 
     def __init__(self, instrument: FastHistogram, attributes: Attributes) -> None:
-        self._cells = tuple(_cells(instrument._streams, attributes))
+        self._cells = tuple(stream.cell(attributes) for stream in instrument._streams)
         self._name = instrument.name
 
     def record(self, amount: float) -> None:
@@ -287,6 +276,6 @@ def bind(instrument: Any, attributes: Attributes = None) -> Any:
     """
     if isinstance(instrument, FastHistogram):
         return BoundHistogram(instrument, attributes)
-    if isinstance(instrument, FastCounter | FastUpDownCounter):
+    if isinstance(instrument, _Adder):
         return BoundCounter(instrument, attributes)
     return _Fallback(instrument, attributes)
