@@ -22,7 +22,7 @@ import mmap
 import os
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -199,30 +199,14 @@ class MemberStore:
             os.close(self.fd)
 
 
-def parse_records(data: bytes) -> Iterator[tuple[SeriesKey, tuple[float, ...]]]:
+def parse_records(data: bytes) -> list[tuple[SeriesKey, tuple[float, ...]]]:
     """
-    Every complete record of a store file's bytes.
+    Every complete record of a store file's bytes (once; see :class:`FileIndex`).
 
     Raises:
         ValueError: If the file is not a store file.
     """
-    if len(data) < _HEADER.size:
-        raise ValueError("too short for a store file")
-    magic, used = _HEADER.unpack_from(data, 0)
-    if magic != MAGIC:
-        raise ValueError("not a ron-metrics store file")
-    at = _HEADER.size
-    end = min(used, len(data))
-    while at + _RECORD.size <= end:
-        key_length, count = _RECORD.unpack_from(data, at)
-        key_at = at + _RECORD.size
-        values_at = key_at + _padded(key_length)
-        after = values_at + 8 * count
-        if after > end:
-            break
-        key = data[key_at : key_at + key_length].decode()
-        yield key, struct.unpack_from(f"<{count}d", data, values_at)
-        at = after
+    return FileIndex().read(data)
 
 
 class FileIndex:
