@@ -72,7 +72,9 @@ def check_private_dir(directory: Path, what: str = "socket directory") -> None:
         info = directory.lstat()
     except FileNotFoundError:
         try:
-            directory.mkdir(mode=0o700, parents=True)
+            # Workers starting together may race to create it: whoever made it, the
+            # checks below judge what is there.
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise ExposerError(
                 f"cannot create {what} {directory}: {exc.strerror}"
