@@ -1,4 +1,4 @@
-.PHONY: demo test test-sdk-path newest bench mutation bootstrap lint clean
+.PHONY: demo test test-under-load test-sdk-path newest bench mutation bootstrap lint clean
 
 # Run the demo: a synthetic workload served on http://127.0.0.1:9464/metrics
 demo:
@@ -8,6 +8,11 @@ demo:
 # The whole test suite (lint, mypy --strict, pytest + coverage, SBOM, licenses)
 test:
 	@scripts/test
+
+# The tests again with every CPU kept busy: nothing may depend on timing it does
+# not control
+test-under-load:
+	@scripts/test-under-load $(ARGS)
 
 # The suite again with the fast path off (the SDK's own instruments) where a test
 # does not choose: both paths must pass the same tests

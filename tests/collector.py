@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import free_port, rotel_binary, stop_process
+from conftest import rotel_binary, stop_process
+from ports import reserved_port
 
 _ATTR = re.compile(r"^\s+-> ([^:]+): (\w+)\((.*)\)$")
 
@@ -34,8 +36,8 @@ class Rotel:
     """
 
     workdir: Path
-    grpc_port: int = field(default_factory=free_port)
-    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=reserved_port)
+    http_port: int = field(default_factory=reserved_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -69,13 +71,19 @@ class Rotel:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "NO_COLOR": "1"},
             )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if "Starting Rotel" in self.log_path.read_text(errors="replace"):
-                time.sleep(0.2)
-                return
-            time.sleep(0.05)
-        raise RuntimeError("rotel did not start")
+        # Ready means both receivers accept connections, however slow the start.
+        deadline = time.monotonic() + 60
+        waiting = [self.grpc_port, self.http_port]
+        while waiting and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rotel exited with {self.process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", waiting[0]), timeout=1).close()
+                waiting.pop(0)
+            except OSError:
+                time.sleep(0.05)
+        if waiting:
+            raise RuntimeError(f"rotel did not listen on {waiting}")
 
     def stop(self) -> None:
         if self.process is not None:

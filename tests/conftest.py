@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -78,13 +77,6 @@ def _start_runtime() -> Iterator[StartFn]:
 
 def prometheus_config(**prometheus: Any) -> dict[str, Any]:
     return {"kind": "prometheus", "prometheus": prometheus}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def require(program: str) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import demo_command, free_port
+from conftest import demo_command
+from ports import reserved_port
 
 CYCLES = 20
 
@@ -62,7 +63,7 @@ def _launch(config: Path) -> subprocess.Popen[bytes]:
 @pytest.mark.peer
 def test_restart_loop_under_scrape(tmp_path: Path) -> None:
     """20 SIGTERM/restart cycles under scraping: each exit is clean and preceded by a 503."""
-    port = free_port()
+    port = reserved_port()
     config = tmp_path / "demo.toml"
     config.write_text(
         f'[exporter.prometheus]\nbind = "127.0.0.1:{port}"\ndrain_delay = "300ms"\n'

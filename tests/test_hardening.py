@@ -16,7 +16,14 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from conftest import StartFn, prometheus_config, require
 from ron_metrics import ConfigError, ExposerError
 from ron_metrics.testing import sample_value
-from wire import closed_by_peer, connect, exchange, read_all, status_of
+from wire import (
+    closed_by_peer,
+    connect,
+    exchange,
+    read_all,
+    status_of,
+    wait_for_response,
+)
 
 GET = b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
 
@@ -110,14 +117,14 @@ class TestBodiesAndSmuggling:
 
     def test_announced_body_is_never_awaited(self, start_runtime: StartFn) -> None:
         """A body announced but never sent is answered at once (the body is not read)."""
-        runtime = start_runtime(exporter=prometheus_config(read_timeout="5s"))
+        # Were the body awaited, the answer would come only at the read timeout,
+        # long after the reading below has given up.
+        runtime = start_runtime(exporter=prometheus_config(read_timeout="300s"))
         with connect(str(runtime.address)) as sock:
-            started = time.monotonic()
             sock.sendall(GET + b"Content-Length: 1000\r\n\r\n")
-            response = read_all(sock, 3)
-            elapsed = time.monotonic() - started
+            response = read_all(sock, 60)
         assert status_of(response) == 400
-        assert elapsed < 3  # well before the 5 s read timeout would have fired
+        assert sample_value(runtime, "io_timeouts_total", op="read") == 0
 
     def test_pipelined_smuggle_after_good_request(self, start_runtime: StartFn) -> None:
         """A second, pipelined request with a body is refused; the first is served."""
@@ -234,7 +241,7 @@ class TestTimeouts:
                     sock.sendall(b"X-Drip: 1\r\n")
                 except OSError:
                     break
-            assert closed_by_peer(sock, 3)
+            assert closed_by_peer(sock, 30)
         assert sample_value(runtime, "io_timeouts_total", op="read") == 1
 
     def test_idle_keepalive_closed_and_counted(self, start_runtime: StartFn) -> None:
@@ -244,8 +251,8 @@ class TestTimeouts:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             time.sleep(0.2)
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-            assert closed_by_peer(sock, 5)
-        deadline = time.monotonic() + 3
+            assert closed_by_peer(sock, 30)
+        deadline = time.monotonic() + 60
         while (
             sample_value(runtime, "io_timeouts_total", op="idle") != 1
             and time.monotonic() < deadline
@@ -257,7 +264,10 @@ class TestTimeouts:
         """A client that never reads a big response is dropped after write_timeout."""
         runtime = start_runtime(
             cardinality={"max_series": 120_000},
-            exporter=prometheus_config(write_timeout="300ms", gzip=False),
+            # Rendering is not under test: a busy machine may take long for it.
+            exporter=prometheus_config(
+                write_timeout="300ms", gzip=False, scrape_timeout="60s"
+            ),
         )
         counter = runtime.get_meter("app").create_counter("wide")
         # ~11 MB of text: more than loopback's kernel buffers absorb, so the server
@@ -269,7 +279,8 @@ class TestTimeouts:
         sock.connect(("127.0.0.1", int(str(runtime.address).rsplit(":", 1)[1])))
         try:
             sock.sendall(GET + b"\r\n")
-            deadline = time.monotonic() + 15
+            assert wait_for_response(sock)
+            deadline = time.monotonic() + 60
             while (
                 sample_value(runtime, "io_timeouts_total", op="write") != 1
                 and time.monotonic() < deadline
@@ -320,11 +331,11 @@ class TestLimits:
         try:
             time.sleep(0.2)
             with connect(str(runtime.address)) as extra:
-                assert closed_by_peer(extra, 3)
+                assert closed_by_peer(extra, 30)
         finally:
             for sock in held:
                 sock.close()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         status = 0
         while status != 200 and time.monotonic() < deadline:
             try:

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import clean_env, free_port, stop_process
+from conftest import clean_env, stop_process
+from ports import reserved_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +49,7 @@ def wait_port(port: int, process: subprocess.Popen[bytes], limit: float = 30) ->
 
 
 def serve(kind: str) -> tuple[subprocess.Popen[bytes], str, str]:
-    app_port, metrics_port = free_port(), free_port()
+    app_port, metrics_port = reserved_port(), reserved_port()
     where = f"127.0.0.1:{app_port}" if kind != "fastapi" else str(app_port)
     process = subprocess.Popen(
         [sys.executable, *SERVERS[kind], where],

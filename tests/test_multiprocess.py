@@ -19,7 +19,8 @@ import httpx
 import pytest
 from opentelemetry.sdk.resources import Resource
 
-from conftest import clean_env, free_port, stop_process
+from conftest import clean_env, stop_process
+from ports import reserved_port
 from ron_metrics import ConfigError
 from ron_metrics.multiprocess import group as group_module
 from ron_metrics.multiprocess.group import Group
@@ -236,7 +237,7 @@ FORKING = textwrap.dedent(
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_forked_children_join_the_group(tmp_path: Path) -> None:
     """start() then fork(): each child counts in its own file; the parent serves the sum."""
-    port = free_port()
+    port = reserved_port()
     process = subprocess.Popen(
         [sys.executable, "-c", FORKING, str(port), str(tmp_path / "group")],
         stdout=subprocess.PIPE,

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from collector import Rotel
-from conftest import free_port, stop_process
+from conftest import stop_process
+from ports import reserved_port
 
 HERE = Path(__file__).parent
 WORKERS = 2
@@ -22,7 +23,7 @@ def test_each_worker_pushes_its_own_series(tmp_path: Path) -> None:
     """hypercorn -w 2: rotel sees one series per worker, and the totals add up."""
     rotel = Rotel(tmp_path)
     rotel.start()
-    port = free_port()
+    port = reserved_port()
     env = {
         k: v
         for k, v in os.environ.items()

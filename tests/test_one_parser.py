@@ -20,7 +20,15 @@ from conftest import StartFn, prometheus_config
 from ron_metrics.testing import sample_value
 from test_tls import client_context, tls_exporter
 from tls_material import Pki, make_pki
-from wire import closed_by_peer, connect, exchange, port_of, read_all, status_of
+from wire import (
+    closed_by_peer,
+    connect,
+    exchange,
+    port_of,
+    read_all,
+    status_of,
+    wait_for_response,
+)
 
 H2C_BEHIND_BARE_LF = (
     b"GET /metrics HTTP/1.1\r\nHost: t\nUpgrade: h2c\nConnection: Upgrade, "
@@ -230,13 +238,12 @@ class TestSilentConnections:
     ) -> None:
         """A silent connection is closed at read_timeout (not idle_timeout) and logged."""
         caplog.set_level(logging.INFO, logger="ron_metrics.exposer")
+        # Closed at the idle timeout instead, the socket would outlast the wait.
         runtime = start_runtime(
-            exporter=prometheus_config(read_timeout="300ms", idle_timeout="10s")
+            exporter=prometheus_config(read_timeout="300ms", idle_timeout="300s")
         )
         with connect(str(runtime.address)) as sock:
-            started = time.monotonic()
-            assert closed_by_peer(sock, 2)
-            assert time.monotonic() - started < 1.5
+            assert closed_by_peer(sock, 60)
         assert sample_value(runtime, "io_timeouts_total", op="read") == 1
         timeouts = [e for e in exposer_events(caplog) if e["event"] == "read_timeout"]
         assert len(timeouts) == 1
@@ -256,7 +263,7 @@ class TestAuditLog:
             time.sleep(0.2)
             for _ in range(10):
                 with connect(str(runtime.address)) as extra:
-                    assert closed_by_peer(extra, 3)
+                    assert closed_by_peer(extra, 30)
         finally:
             for sock in held:
                 sock.close()
@@ -274,6 +281,8 @@ def hold_unread_scrape(address: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port_of(address)))
     sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+    # Once the answer starts, its body is rendered and stuck in the socket buffers.
+    assert wait_for_response(sock), "the scrape was never answered"
     return sock
 
 
@@ -290,14 +299,15 @@ class TestPendingResponses:
         """With max_in_flight=1, a body still being written keeps the slot taken."""
         runtime = start_runtime(
             cardinality={"max_series": 120_000},
-            exporter=prometheus_config(max_in_flight=1, gzip=False, write_timeout="8s"),
+            exporter=prometheus_config(
+                max_in_flight=1, gzip=False, write_timeout="8s", scrape_timeout="60s"
+            ),
         )
         # ~9 MB of text: more than loopback's kernel buffers absorb.
         wide_counter(runtime, 100_000)
         address = str(runtime.address)
         holder = hold_unread_scrape(address)
         try:
-            time.sleep(3.0)  # the body is rendered and stuck in the socket buffers
             assert (
                 status_of(
                     exchange(
@@ -309,7 +319,7 @@ class TestPendingResponses:
             )
         finally:
             holder.close()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         status = 0
         while status != 200 and time.monotonic() < deadline:
             status = status_of(
@@ -325,14 +335,16 @@ class TestPendingResponses:
         runtime = start_runtime(
             cardinality={"max_series": 120_000},
             exporter=prometheus_config(
-                max_pending_bytes=1_000_000, gzip=False, write_timeout="8s"
+                max_pending_bytes=1_000_000,
+                gzip=False,
+                write_timeout="8s",
+                scrape_timeout="60s",
             ),
         )
         wide_counter(runtime, 100_000)  # about 9 MB of text
         address = str(runtime.address)
         holder = hold_unread_scrape(address)
         try:
-            time.sleep(3.0)
             busy = exchange(
                 address,
                 b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",

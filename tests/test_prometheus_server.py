@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import StartFn, free_port, prometheus_config, require, stop_process
+from conftest import StartFn, prometheus_config, require, stop_process
+from ports import reserved_port
 
 
 @pytest.fixture(name="prometheus_for")
@@ -19,7 +20,7 @@ def _prometheus_for(tmp_path: Path) -> Iterator[object]:
     log = (tmp_path / "prometheus.log").open("wb")
 
     def launch(target: str, ca_file: str | None = None) -> str:
-        port = free_port()
+        port = reserved_port()
         config = tmp_path / "prometheus.yml"
         tls = (
             f"    scheme: https\n    tls_config:\n      ca_file: {ca_file}\n"

@@ -16,18 +16,22 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import clean_env, free_port, stop_process
+from conftest import clean_env, stop_process
+from ports import reserved_port
 
 TESTS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
 
-def _wait(url: str, seconds: float = 30) -> None:
+def _wait(url: str, seconds: float = 60) -> None:
+    """One request to ``url`` once it listens: the request is made exactly once."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            httpx.get(url, timeout=1)
-        except httpx.HTTPError:
+            # Only a refused connection is retried: a request the server has
+            # seen must not be sent twice (the app would count it twice).
+            httpx.get(url, timeout=seconds)
+        except httpx.ConnectError:
             time.sleep(0.05)
             continue
         return
@@ -35,7 +39,7 @@ def _wait(url: str, seconds: float = 30) -> None:
 
 
 def _metrics(port: int) -> str:
-    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
 
 
 def _config(tmp_path: Path, port: int, group: bool = False) -> Path:
@@ -74,7 +78,7 @@ def test_fastapi_under_uvicorn_gets_metrics_and_route_templates(
     tmp_path: Path, started: list[subprocess.Popen[bytes]]
 ) -> None:
     """The app's own counter works and the middleware records the route template."""
-    port, app_port = free_port(), free_port()
+    port, app_port = reserved_port(), reserved_port()
     server = [
         str(BIN / "uvicorn"),
         "--port",
@@ -103,7 +107,7 @@ def test_flask_under_gunicorn_preload_with_workers(
     tmp_path: Path, started: list[subprocess.Popen[bytes]]
 ) -> None:
     """gunicorn --preload -w 2 under the runner: the group serves every worker's counts."""
-    port, app_port = free_port(), free_port()
+    port, app_port = reserved_port(), reserved_port()
     server = [
         str(BIN / "gunicorn"),
         "--preload",
@@ -129,7 +133,7 @@ def test_no_middleware_leaves_the_app_alone(
     tmp_path: Path, started: list[subprocess.Popen[bytes]]
 ) -> None:
     """--no-middleware: the runtime runs, no HTTP server metrics are added."""
-    port, app_port = free_port(), free_port()
+    port, app_port = reserved_port(), reserved_port()
     server = [
         str(BIN / "gunicorn"),
         "--bind",
@@ -172,7 +176,7 @@ def test_a_bad_config_stops_before_the_program(tmp_path: Path) -> None:
 
 def test_python_program_sees_the_global_provider(tmp_path: Path) -> None:
     """A plain script under the runner gets the SDK MeterProvider as the OTel global."""
-    port = free_port()
+    port = reserved_port()
     code = (
         "from opentelemetry import metrics\n"
         "print(type(metrics.get_meter_provider()).__name__)\n"

@@ -58,3 +58,20 @@ def closed_by_peer(sock: socket.socket, within: float) -> bool:
         except ConnectionResetError:
             return True
     return False
+
+
+def wait_for_response(sock: socket.socket, within: float = 60.0) -> bool:
+    """
+    True once the first bytes of a response are on ``sock`` (peeked, not read).
+
+    A test that holds a scrape unread uses it to know the body was rendered and is
+    being written, however long rendering took on a busy machine.
+    """
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            return bool(sock.recv(1, socket.MSG_PEEK))
+        except TimeoutError:
+            return False
+    return False
