@@ -5,6 +5,7 @@ over real servers (uvicorn, gunicorn with ``--preload`` and forked workers).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -199,5 +200,7 @@ def test_python_program_sees_the_global_provider(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ForkSafeMeterProvider"
-    assert '"event": "autostart"' in result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    autostart = [e for e in events if e["event"] == "autostart"]
+    assert len(autostart) == 1 and {"ts", "level", "pid"} <= set(autostart[0])
     assert os.path.exists(tmp_path / "ron-metrics.toml")

@@ -19,24 +19,26 @@ follows ``fork()`` into each worker; spawned workers run this again).
 
 from __future__ import annotations
 
-import atexit
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from ron_metrics.logs import json_line
+
 __all__ = ["PATCHES", "autostart"]
 
 _MARK = "_ron_metrics_instrumented"
 
 
-def _say(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, **fields}), file=sys.stderr, flush=True)
+def _say(level: int, event: str, **fields: object) -> None:
+    # Straight to stderr: the program's logging is not set up yet (or ever).
+    print(json_line(level, event, **fields), file=sys.stderr, flush=True)
 
 
 def _after_init(cls: Any, install: Callable[[Any], None]) -> None:
@@ -106,7 +108,12 @@ class _PatchingLoader(importlib.abc.Loader):
         try:
             self._patch(module)
         except Exception as exc:
-            _say("autostart_middleware_failed", module=module.__name__, error=repr(exc))
+            _say(
+                logging.ERROR,
+                "autostart_middleware_failed",
+                module=module.__name__,
+                error=repr(exc),
+            )
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
@@ -139,15 +146,22 @@ def autostart() -> None:
     """
     try:
         import ron_metrics
+        from ron_metrics.logs import own_logging
 
+        own_logging()
         runtime = ron_metrics.start(ron_metrics.load_config())
     except Exception as exc:
-        _say("autostart_failed", error=str(exc), pid=os.getpid())
+        _say(logging.ERROR, "autostart_failed", error=str(exc), pid=os.getpid())
         return
-    atexit.register(runtime.shutdown, 2.0)
+    try:
+        from ron_metrics._signals import install_runner_signals
+
+        install_runner_signals(runtime)
+    except Exception as exc:
+        _say(logging.ERROR, "autostart_signals_failed", error=repr(exc))
     if os.environ.get("RON_METRICS_AUTOSTART_MIDDLEWARE", "1") != "0":
         for name, patch in PATCHES.items():
             if name in sys.modules:  # imported before us (rare): patch it now
                 patch(sys.modules[name])
         sys.meta_path.insert(0, _PatchOnImport())
-    _say("autostart", address=runtime.address, pid=os.getpid())
+    _say(logging.INFO, "autostart", address=runtime.address, pid=os.getpid())

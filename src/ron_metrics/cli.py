@@ -85,13 +85,20 @@ def _parser() -> argparse.ArgumentParser:
 def _run_program(file: str | None, middleware: bool, program: list[str]) -> int:
     if program[:1] == ["--"]:
         program = program[1:]
+    # The runner shares the program's stderr: its lines are JSON, like the
+    # program's ron-metrics lines.
     if not program:
-        print("ron-metrics run: give the command after --", file=sys.stderr)
+        _say(logging.ERROR, "run_failed", error="give the command after --")
         return EXIT_CONFIG
     try:
         load_config(file)  # every problem now, before the program starts
     except ConfigError as error:
-        _print_problems(error)
+        _say(
+            logging.ERROR,
+            "config_invalid",
+            error=str(error).split(":", 1)[0],
+            problems=[str(problem) for problem in error.problems],
+        )
         return EXIT_CONFIG
     site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_site")
     env = dict(os.environ)
@@ -103,11 +110,18 @@ def _run_program(file: str | None, middleware: bool, program: list[str]) -> int:
     try:
         os.execvpe(program[0], program, env)  # noqa: S606 - running the given command is what `run` does
     except OSError as exc:
-        print(
-            f"ron-metrics run: cannot run {program[0]!r}: {exc.strerror}",
-            file=sys.stderr,
+        _say(
+            logging.ERROR,
+            "run_failed",
+            error=f"cannot run {program[0]!r}: {exc.strerror}",
         )
     return EXIT_FAILURE
+
+
+def _say(level: int, event: str, **fields: object) -> None:
+    from ron_metrics.logs import json_line
+
+    print(json_line(level, event, **fields), file=sys.stderr, flush=True)
 
 
 def _print_problems(error: ConfigError) -> None:
@@ -152,10 +166,11 @@ def _demo_config(file: str | None) -> Config:
 
 def _run_demo(file: str | None, tick: float) -> int:
     from ron_metrics.demo import DemoWorkload
-    from ron_metrics.logs import log_event
+    from ron_metrics.logs import log_event, own_logging
     from ron_metrics.runtime import start
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if own_logging(root=True) is None:  # opted out: plain messages, as before
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     log = logging.getLogger("ron_metrics.demo")
     try:
         config = _demo_config(file)

@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 
 from ron_metrics._child import follow_into_children
 from ron_metrics._engine import SinkEngine
+from ron_metrics._exit import forget_at_exit, stop_at_exit
 from ron_metrics._loop import LoopThread
 from ron_metrics._wiring import build_engine, observe_readiness
 from ron_metrics.bus import Bus, Draining, Subscription
@@ -39,6 +40,8 @@ from ron_metrics.provider import (
 __all__ = ["Runtime", "RuntimeState", "start", "start_async"]
 
 _log = logging.getLogger("ron_metrics.runtime")
+# The deadline of the shutdown a still-running runtime gets at interpreter exit.
+EXIT_TIMEOUT_SECONDS = 5.0
 
 
 class RuntimeState(enum.Enum):
@@ -57,7 +60,9 @@ class Runtime:
     """
     A running ron-metrics instance. Create it with :func:`start` or :func:`start_async`.
 
-    Use as a context manager, or call :meth:`shutdown` (idempotent).
+    Use as a context manager, or call :meth:`shutdown` (idempotent). A runtime still
+    running when the interpreter exits is shut down then (final collection and
+    export included), unless the process ends by ``SIGKILL`` or ``os._exit()``.
     """
 
     def __init__(self, config: Config, *, set_global: bool) -> None:
@@ -218,7 +223,27 @@ class Runtime:
         log_event(_log, logging.INFO, "stopping")
         return True
 
+    def _stop_at_exit(self) -> None:
+        # The interpreter is exiting with this runtime still running: deliver the
+        # final counts as shutdown() would (on a loop that still runs).
+        if os.getpid() != self._pid or self._state is not RuntimeState.RUNNING:
+            return
+        if self._loop_thread is None and not (
+            self._loop is not None and self._loop.is_running()
+        ):
+            log_event(
+                _log,
+                logging.WARNING,
+                "exit_without_shutdown",
+                why="the event loop this runtime was started on (start_async) has"
+                " ended; await runtime.shutdown_async() before it ends to deliver"
+                " the final counts",
+            )
+            return
+        self.shutdown(EXIT_TIMEOUT_SECONDS)
+
     def _finish_stop(self, deadline: float) -> None:
+        forget_at_exit(self)
         try:
             remaining_ms = max(100.0, (deadline - time.monotonic()) * 1000)
             shut_down(self._built, remaining_ms)
@@ -247,6 +272,7 @@ class Runtime:
             install_global(self._provider)
         follow_into_children(self)
         self._state = RuntimeState.RUNNING
+        stop_at_exit(self)
         config = self.config
         log_event(_log, logging.INFO, "started", service=config.service.name,
                   exporter=config.exporter.kind, address=self.address,

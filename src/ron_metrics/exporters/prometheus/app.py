@@ -12,8 +12,9 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from types import TracebackType
 
-from quart import Quart, Response, g, request
+from quart import Quart, Response, g, has_request_context, request
 
 from ron_metrics.config import PrometheusConfig
 from ron_metrics.exporters.prometheus._verdicts import VERDICT_SCOPE_KEY
@@ -32,7 +33,7 @@ from ron_metrics.exporters.prometheus.render import (
 from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
 from ron_metrics.families import SelfMetrics
 from ron_metrics.health import HealthSnapshot
-from ron_metrics.logs import log_event
+from ron_metrics.logs import RateLimitedLog, log_event
 
 __all__ = ["ExposerState", "create_app"]
 
@@ -146,11 +147,39 @@ async def _serve_metrics(state: ExposerState) -> Response:
     return response
 
 
+_ERROR_LOG = RateLimitedLog(logging.getLogger("ron_metrics.exposer"))
+
+
+class _ExposerApp(Quart):
+    """
+    Quart, with its unhandled-exception report as one rate-limited JSON line.
+
+    Quart's own report is a traceback through a handler it adds to the app's
+    logger when nothing handles that logger yet, which would also rewrap every
+    later line of ours; the exception's type and text are what an operator needs.
+    """
+
+    def log_exception(
+        self,
+        exception_info: tuple[type, BaseException, TracebackType]
+        | tuple[None, None, None],
+    ) -> None:
+        verdict = g.get("verdict") if has_request_context() else None
+        _ERROR_LOG.log(
+            logging.ERROR,
+            "exposer_exception",
+            endpoint=client_text(verdict.head.target) if verdict else "",
+            error=repr(exception_info[1]),
+        )
+
+
 def create_app(state: ExposerState) -> Quart:
     """
     Build the exposer's Quart app over ``state``.
     """
-    app = Quart("ron_metrics.exposer")
+    app = _ExposerApp("ron_metrics.exposer")
+    # Quart would attach its own handler (and a queue thread) to this logger.
+    app.logger = logging.getLogger("ron_metrics.exposer.quart")
     app.config["MAX_CONTENT_LENGTH"] = 0
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
