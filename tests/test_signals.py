@@ -94,7 +94,8 @@ def _encoding(port: int) -> str | None:
         timeout=30,
     )
     assert response.status_code == 200
-    return response.headers.get("content-encoding")
+    encoding: str | None = response.headers.get("content-encoding")
+    return encoding
 
 
 @pytest.fixture
