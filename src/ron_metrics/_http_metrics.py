@@ -142,10 +142,19 @@ class HttpMetrics:
         error: BaseException | None,
         request_bytes: int,
         response_bytes: int,
+        client_gone: bool = False,
     ) -> None:
         """
         Record one finished request (its duration ends at the last byte or the error).
+
+        The status recorded is the one the client got: an exception that escapes
+        the app before a response started is answered 500 by the framework or the
+        server, so 500 is recorded (with ``error.type``, the exception's class).
+        When the client had already disconnected, nothing reached it: no status
+        code, only ``error.type``.
         """
+        if error is not None and status is None and not client_gone:
+            status = 500
         attributes: dict[str, str | int] = dict(base)
         if route:
             attributes["http.route"] = route

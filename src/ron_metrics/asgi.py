@@ -9,7 +9,10 @@ The route template comes from the framework's router: ``scope["route"]`` (Starle
 FastAPI) or the app's Werkzeug ``url_map`` (Quart). A request no route matched gets
 no ``http.route`` — never the raw path. A request's duration ends when its last body
 byte is sent (streaming responses included); WebSocket connections are not counted
-as requests; exceptions are recorded as ``error.type`` and re-raised unchanged.
+as requests; exceptions are recorded as ``error.type`` and re-raised unchanged. The
+status recorded is the one the client got: an exception before the response started
+records 500 (what the framework or server answers); a client that disconnected
+before any response records no status code, only ``error.type``.
 
 FastAPI (0.16x and later) records the same instruments itself when its built-in
 telemetry is on and a MeterProvider is installed; for such requests this middleware
@@ -99,6 +102,7 @@ class MetricsMiddleware:
         status: int | None = None
         sizes = [0, 0]
         finished = False
+        client_gone = False
 
         def finish(error: BaseException | None) -> None:
             nonlocal finished
@@ -114,12 +118,16 @@ class MetricsMiddleware:
                 error=error,
                 request_bytes=sizes[0],
                 response_bytes=sizes[1],
+                client_gone=client_gone,
             )
 
         async def counting_receive() -> Message:
+            nonlocal client_gone
             message = await receive()
             if message.get("type") == "http.request":
                 sizes[0] += len(message.get("body", b""))
+            elif message.get("type") == "http.disconnect":
+                client_gone = True
             return message
 
         async def recording_send(message: Message) -> None:
