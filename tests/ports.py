@@ -21,10 +21,9 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import IO
 
 _LOCKS = Path(tempfile.gettempdir()) / f"ron-metrics-test-ports-{os.getuid()}"
-_held: list[IO[bytes]] = []
+_held: list[int] = []  # lock descriptors, held until this process exits
 _given: set[int] = set()
 
 
@@ -57,15 +56,15 @@ def _bindable(port: int) -> bool:
 def _lock(port: int) -> bool:
     _LOCKS.mkdir(mode=0o700, exist_ok=True)
     try:
-        handle = (_LOCKS / str(port)).open("ab")
+        fd = os.open(_LOCKS / str(port), os.O_WRONLY | os.O_CREAT, 0o600)
     except OSError:
         return False
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        handle.close()
+        os.close(fd)
         return False
-    _held.append(handle)  # held until this process exits
+    _held.append(fd)
     return True
 
 
@@ -83,7 +82,7 @@ def reserved_port() -> int:
         if _bindable(port):
             _given.add(port)
             return port
-        _held.pop().close()  # closing drops the lock
+        os.close(_held.pop())  # closing drops the lock
     raise RuntimeError("no free port outside the ephemeral range")
 
 

@@ -201,7 +201,6 @@ class TestSdkSection:
     @pytest.mark.parametrize(
         ("env", "key"),
         [
-            ({"OTEL_SDK_DISABLED": "yes"}, "OTEL_SDK_DISABLED"),
             ({"OTEL_METRICS_EXEMPLAR_FILTER": "sometimes"}, "sdk.exemplar_filter"),
         ],
     )
@@ -210,6 +209,61 @@ class TestSdkSection:
         with pytest.raises(ConfigError) as caught:
             load_config(env={"OTEL_SERVICE_NAME": "s", **env})
         assert caught.value.keys == (key,)
+
+
+class TestBooleanVariables:
+    """
+    Every boolean OTEL_* variable follows the specification: only a
+    case-insensitive 'true' is true; any other value is false, with a warning
+    unless it is 'false' or empty.
+    """
+
+    @pytest.mark.parametrize(
+        ("raw", "expected", "warned"),
+        [
+            ("true", True, False),
+            ("TRUE", True, False),
+            (" True ", True, False),
+            ("false", False, False),
+            ("FALSE", False, False),
+            ("", False, False),
+            ("1", False, True),
+            ("yes", False, True),
+            ("on", False, True),
+        ],
+    )
+    @pytest.mark.parametrize(
+        "variable",
+        [
+            "OTEL_SDK_DISABLED",
+            "OTEL_EXPORTER_OTLP_INSECURE",
+            "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
+        ],
+    )
+    def test_each_boolean_variable(
+        self,
+        variable: str,
+        raw: str,
+        expected: bool,
+        warned: bool,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The value read, and the warning, per variable and spelling."""
+        from ron_metrics.config.environment import otel_boolean
+
+        env = {"OTEL_SERVICE_NAME": "s", variable: raw}
+        caplog.set_level(logging.WARNING, logger="ron_metrics.config")
+        assert otel_boolean(env, variable) is expected
+        config = load_config(env=env)  # never refused for a boolean's spelling
+        if variable == "OTEL_SDK_DISABLED":
+            assert config.sdk.disabled is expected
+        warnings = [
+            json.loads(r.getMessage())
+            for r in caplog.records
+            if "otel_boolean_read_as_false" in r.getMessage()
+        ]
+        assert bool(warnings) is warned
+        assert all(w["variable"] == variable for w in warnings)
 
 
 class TestOtlpVariables:
@@ -550,15 +604,35 @@ class TestValidation:
         }
 
     def test_invalid_toml_is_reported(self, tmp_path: Path) -> None:
-        """A file that is not TOML is a ConfigError naming the file."""
+        """A file that is not TOML is that one problem (not also a missing name)."""
         path = write(tmp_path, "[service\nname=")
-        with pytest.raises(ConfigError, match="not valid TOML"):
+        with pytest.raises(ConfigError, match="not valid TOML") as caught:
             load_config(path, env={})
+        assert len(caught.value.problems) == 1
 
     def test_missing_file_is_reported(self, tmp_path: Path) -> None:
-        """A missing file is a ConfigError, not an OSError."""
-        with pytest.raises(ConfigError, match="does not exist"):
+        """A missing file is a ConfigError, not an OSError, and the only problem."""
+        with pytest.raises(ConfigError, match="does not exist") as caught:
             load_config(tmp_path / "nope.toml", env={})
+        assert len(caught.value.problems) == 1
+
+    def test_unreadable_declarative_file_is_the_one_problem(
+        self, tmp_path: Path
+    ) -> None:
+        """A declarative file that does not parse: only that is reported."""
+        bad = tmp_path / "otel.yaml"
+        bad.write_text("file_format: [1\n")
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={"OTEL_CONFIG_FILE": str(bad)})
+        assert len(caught.value.problems) == 1
+        assert "service.name" not in str(caught.value)
+
+    def test_independent_problems_are_all_reported(self, tmp_path: Path) -> None:
+        """A readable file's problems and the environment's come together."""
+        path = write(tmp_path, '[exporter]\nkind = "pigeon"\n')
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, env={"RON_METRICS_EXPORTER__PROMETHEUS__GZIP": "perhaps"})
+        assert {"exporter.kind", "service.name"} <= set(caught.value.keys)
 
     def test_config_error_is_a_value_error(self) -> None:
         """ConfigError can be caught as ValueError."""

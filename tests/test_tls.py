@@ -258,6 +258,24 @@ class TestKeyFileSafety:
             start_runtime(exporter=prometheus_config(tls=tls))
         assert caught.value.keys == (f"exporter.prometheus.tls.{which}",)
 
+    def test_missing_cert_and_key_are_both_reported(
+        self, start_runtime: StartFn, tmp_path: Path
+    ) -> None:
+        """Independent problems come in one error: both missing files are named."""
+        with pytest.raises(ConfigError) as caught:
+            start_runtime(
+                exporter=prometheus_config(
+                    tls={
+                        "cert": str(tmp_path / "none.pem"),
+                        "key": str(tmp_path / "none.key"),
+                    }
+                )
+            )
+        assert caught.value.keys == (
+            "exporter.prometheus.tls.cert",
+            "exporter.prometheus.tls.key",
+        )
+
     def test_missing_file_is_refused(
         self, start_runtime: StartFn, pki: Pki, tmp_path: Path
     ) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ron_metrics.config import TlsConfig
-from ron_metrics.errors import ConfigError, ExposerError
+from ron_metrics.errors import ConfigError, ConfigProblem, ExposerError
 
 __all__ = [
     "SocketIdentity",
@@ -231,6 +231,25 @@ def check_tls_files(tls: TlsConfig, prefix: str = "exporter.prometheus.tls") -> 
     build_server_ssl_context(tls, prefix)
 
 
+def _read_pair(tls: TlsConfig, prefix: str) -> tuple[bytes, bytes]:
+    # Both files are checked before anything is refused: each one's problem is
+    # reported, in one error.
+    problems: list[ConfigProblem] = []
+    read: list[bytes] = []
+    for name, private in (("cert", False), ("key", True)):
+        try:
+            read.append(
+                read_checked(
+                    str(getattr(tls, name)), f"{prefix}.{name}", private=private
+                )
+            )
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return read[0], read[1]
+
+
 def build_server_ssl_context(
     tls: TlsConfig, prefix: str = "exporter.prometheus.tls"
 ) -> ssl.SSLContext:
@@ -243,8 +262,7 @@ def build_server_ssl_context(
     assert_enabled = tls.cert is not None and tls.key is not None
     if not assert_enabled:
         raise ConfigError.single(prefix, "TLS needs both 'cert' and 'key'")
-    cert = read_checked(str(tls.cert), f"{prefix}.cert", private=False)
-    key = read_checked(str(tls.key), f"{prefix}.key", private=True)
+    cert, key = _read_pair(tls, prefix)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION

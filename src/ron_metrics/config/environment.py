@@ -206,11 +206,7 @@ def _otlp_prefixed(
             or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
             or ""
         )
-        if raw.strip().lower() not in {"true", "false"}:
-            problems.append(
-                ConfigProblem(f"{prefix}INSECURE", "must be 'true' or 'false'")
-            )
-        elif raw.strip().lower() == "true" and endpoint.startswith("https://"):
+        if otel_boolean(env, f"{prefix}INSECURE") and endpoint.startswith("https://"):
             problems.append(
                 ConfigProblem(
                     f"{prefix}INSECURE",
@@ -219,17 +215,30 @@ def _otlp_prefixed(
             )
 
 
+def otel_boolean(env: Mapping[str, str], name: str) -> bool:
+    """
+    A boolean ``OTEL_*`` variable as the specification reads it: true only for a
+    case-insensitive ``true``; anything else is false, with a warning unless it is
+    ``false``, empty or unset.
+    """
+    raw = env.get(name, "").strip().lower()
+    if raw not in {"", "true", "false"}:
+        log_event(
+            _log,
+            logging.WARNING,
+            "otel_boolean_read_as_false",
+            variable=name,
+            why="only a case-insensitive 'true' is true (OpenTelemetry's rule for"
+            " boolean variables); any other value is read as false",
+        )
+    return raw == "true"
+
+
 def _sdk_variables(
     env: Mapping[str, str], tree: dict[str, Any], problems: list[ConfigProblem]
 ) -> None:
-    if raw := env.get("OTEL_SDK_DISABLED"):
-        lowered = raw.strip().lower()
-        if lowered not in {"true", "false"}:
-            problems.append(
-                ConfigProblem("OTEL_SDK_DISABLED", "must be 'true' or 'false'")
-            )
-        else:
-            _put(tree, ("sdk", "disabled"), lowered == "true")
+    if env.get("OTEL_SDK_DISABLED"):
+        _put(tree, ("sdk", "disabled"), otel_boolean(env, "OTEL_SDK_DISABLED"))
     if raw := env.get("OTEL_METRICS_EXEMPLAR_FILTER"):
         _put(tree, ("sdk", "exemplar_filter"), raw.strip().lower())
 

@@ -73,6 +73,9 @@ def load_config(
     declarative: dict[str, Any] = {}
     if declarative_path is not None:
         declarative = declarative_layer(declarative_path, problems)
+    # A file that cannot be read or parsed is the problem: what it would have
+    # set (a required service name, say) is not reported as missing too.
+    unreadable = bool(problems)
     env_values, env_problems = env_layer(
         environ,
         allowed_extra=_allowed_extra(allowlist_sources),
@@ -89,11 +92,12 @@ def load_config(
     )
     _default_otlp_timeout(merged)
     if problems:
-        # Validate the rest too, so the user sees every problem in one go.
-        try:
-            parse_config(merged)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+        if not unreadable:
+            # Validate the rest too, so the user sees every problem in one go.
+            try:
+                parse_config(merged)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
         raise ConfigError(problems)
     return parse_config(merged)
 
