@@ -152,22 +152,29 @@ class GuardedReader:
             # One request at a time: the next head is read only once the previous
             # response was handed to the transport.
             await self._response_done.wait()
-            if self._last or (self._served and self._peer_closed()):
-                # Refused, closing, or the peer is gone: pipelined heads already
-                # buffered are neither rendered nor logged.
+            if self._served and self._peer_closed():
+                # The peer is gone: its slot is free now, whatever timer hypercorn
+                # runs for the connection; pipelined heads already buffered are
+                # neither rendered nor logged.
+                return self._end()
+            if self._last:
+                # Refused or closing: hypercorn sends the answer and closes.
                 await self._wait_for_close()
                 return b""
             head = await self._next_head()
             if head is None:
                 # The peer is gone (or was dropped): free its connection slot now.
                 # hypercorn's task for it may linger until its keep-alive timer.
-                self._eof = True
-                self._release()
-                return b""
+                return self._end()
             self._pending = head
         size = len(self._pending) if n < 0 else n
         chunk, self._pending = self._pending[:size], self._pending[size:]
         return chunk
+
+    def _end(self) -> bytes:
+        self._eof = True
+        self._release()
+        return b""
 
     def _peer_closed(self) -> bool:
         if self._reader.at_eof():
@@ -182,14 +189,14 @@ class GuardedReader:
 
     async def _wait_for_close(self) -> None:
         # After a refusal we read nothing more (an announced body stays unread);
-        # we only wait for hypercorn to send the answer and close.
+        # we only wait for hypercorn to send the answer and close. A write that
+        # stalls is counted by the writer's own timeout; this is a backstop.
         budget = self._limits.write_timeout + self._limits.read_timeout
         try:
             await asyncio.wait_for(self._closed.wait(), budget)
         except TimeoutError:
-            self._events.timeout("write")
             self._drop()
-        self._eof = True
+        self._end()
 
     async def _fill(self, timeout: float, op: str) -> bool:
         if op == "idle":
@@ -289,6 +296,11 @@ class GuardedWriter:
         return self._writer.get_extra_info(name, default)
 
     def write(self, data: bytes) -> None:
+        if self._writer.transport.is_closing():
+            # The peer is gone (reset, or dropped by us): stop the response here
+            # rather than hand the rest of it to a closed transport.
+            self._closed.set()
+            raise ConnectionResetError("the connection is closed")
         self._writer.write(data)
 
     async def drain(self) -> None:

@@ -47,6 +47,20 @@ from ron_metrics.exporters.prometheus._verdicts import VerdictApp, VerdictTable
 __all__ = ["GuardedServer"]
 
 
+async def _until_peer_gone(serving: asyncio.Task[None], gone: asyncio.Event) -> None:
+    # Once the peer is gone (closed, reset, half-closed after its last request)
+    # and every answer was handed over, the connection is over: hypercorn would
+    # keep its task, and the socket, until its keep-alive timer ends.
+    watching = asyncio.ensure_future(gone.wait())
+    try:
+        await asyncio.wait({serving, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        if not serving.done():
+            serving.cancel()  # its cleanup closes the socket
+        await asyncio.gather(serving, watching, return_exceptions=True)
+
+
 class GuardedServer:
     """
     Accepts connections on an already-bound socket and serves them with hypercorn.
@@ -139,6 +153,12 @@ class GuardedServer:
                 return
             events.tls_handshake(ok=True)
         closed = asyncio.Event()
+        gone = asyncio.Event()
+
+        def peer_gone() -> None:
+            release()
+            gone.set()
+
         guarded_reader = GuardedReader(
             reader,
             limits=self._limits,
@@ -146,13 +166,13 @@ class GuardedServer:
             verdicts=self._verdicts,
             closed=closed,
             drop=writer.transport.abort,
-            release=release,
+            release=peer_gone,
             raw_fd=None if self._ssl is not None else fileno_of(writer),
         )
         guarded_writer = GuardedWriter(writer, self._limits, events, closed)
         guarded_writer.reader = guarded_reader
         loop = asyncio.get_running_loop()
-        await TCPServer(
+        server = TCPServer(
             self._app,
             loop,
             self._config,
@@ -161,6 +181,7 @@ class GuardedServer:
             guarded_reader,  # type: ignore[arg-type]  # duck-typed asyncio stream
             guarded_writer,  # type: ignore[arg-type]  # duck-typed asyncio stream
         )
+        await _until_peer_gone(loop.create_task(server.run()), gone)
 
     async def _client_spoke(self, writer: asyncio.StreamWriter) -> bool | None:
         """
