@@ -194,6 +194,43 @@ def slow_readers(clients: int, series: int) -> dict[str, float]:
         _stop(process)
 
 
+def send_and_close(clients: int, fresh: int = 100) -> dict[str, float]:
+    """
+    Clients that send ``GET /healthz`` and close at once; then fresh connections.
+
+    Before slots were tied to the socket, each such client held a connection slot
+    until a timer ended (seconds), so a burst like this locked the exposer out.
+    """
+    process, port = _serve("ron", 1_000)
+    try:
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        started = time.perf_counter()
+        for _ in range(clients):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(request)
+        attacker_s = time.perf_counter() - started
+        first_ms = float("nan")
+        answered = 0
+        for _ in range(fresh):
+            try:
+                ok = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
+            except httpx.HTTPError:
+                continue
+            if ok.status_code == 200:
+                answered += 1
+                if answered == 1:
+                    first_ms = (time.perf_counter() - started - attacker_s) * 1000
+        return {
+            "clients": clients,
+            "attacker_s": attacker_s,
+            "first_answer_ms": first_ms,
+            "fresh": fresh,
+            "answered": answered,
+        }
+    finally:
+        _stop(process)
+
+
 def cardinality_bomb(values: int) -> dict[str, float]:
     runtime = start(config_for_tests(exporter={"kind": "prometheus"}), set_global=False)
     try:
@@ -263,6 +300,7 @@ def collector_down(seconds: float) -> dict[str, float]:
 
 
 def render(results: dict[str, Any], command: str) -> str:
+    sc = results["send_close"]
     s, f, b, c, r, one = (
         results["slowloris"],
         results["flood"],
@@ -318,6 +356,13 @@ def render(results: dict[str, Any], command: str) -> str:
         "scrape gets 503 `Busy` before it collects. The rest is one collection's own "
         f"transient memory. {r['rss_after_mib']:.0f} MiB after they left."
     )
+    lines.append(
+        f"- **Send and close**: {sc['clients']} clients send `GET /healthz` and close at once "
+        f"({sc['attacker_s']:.2f} s of attacker time, one after another). The first fresh "
+        f"`/healthz` after them was answered {sc['first_answer_ms']:.0f} ms after the last one "
+        f"closed, and {sc['answered']} of {sc['fresh']} fresh connections in a row were "
+        "answered: a connection's slot is freed when its peer closes, not by a timer."
+    )
     lines += ["", END]
     return "\n".join(lines)
 
@@ -334,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     smoke = args.smoke
     results = {
         "slowloris": slowloris(30 if smoke else 300, 3 if smoke else 8),
+        "send_close": send_and_close(60 if smoke else 600),
         "flood": flood(1 if smoke else 10, 256),
         "bomb": cardinality_bomb(20_000 if smoke else 1_000_000),
         "down": collector_down(2 if smoke else 60),

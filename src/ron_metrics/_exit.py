@@ -19,30 +19,46 @@ from __future__ import annotations
 import atexit
 import importlib
 import logging
+import os
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ron_metrics.logs import log_event
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["forget_at_exit", "stop_all", "stop_at_exit"]
+__all__ = ["EXIT_TIMEOUT_SECONDS", "forget_at_exit", "stop_all", "stop_at_exit"]
 
 _log = logging.getLogger("ron_metrics.runtime")
-
-
-class _Stoppable(Protocol):
-    def _stop_at_exit(self) -> None: ...
+# The deadline of the shutdown a runtime still running at exit gets.
+EXIT_TIMEOUT_SECONDS = 5.0
+# Why a start_async runtime cannot be stopped at exit: its loop is gone.
+LOOP_ENDED = (
+    "the event loop this runtime was started on (start_async) has ended; await"
+    " runtime.shutdown_async() before it ends to deliver the final counts"
+)
 
 
 # Running runtimes, held strongly (a program that started one and kept no
 # reference still expects its counts delivered); a runtime leaves at shutdown.
-_live: dict[int, _Stoppable] = {}
+_live: dict[int, Any] = {}
 
 
 class _Hook:
     registered = False  # once per process (a forked child inherits it)
+
+
+def _stop(runtime: Any) -> None:
+    # The interpreter exits with this runtime (a Runtime, typed loosely: this module
+    # sits below it) running: deliver as shutdown() would, on a loop that still runs.
+    if os.getpid() != runtime._pid or runtime.state.value != "running":
+        return
+    loop = runtime._loop
+    if runtime._loop_thread is None and not (loop and loop.is_running()):
+        log_event(_log, logging.WARNING, "exit_without_shutdown", why=LOOP_ENDED)
+        return
+    runtime.shutdown(EXIT_TIMEOUT_SECONDS)
 
 
 def stop_all() -> None:
@@ -51,7 +67,7 @@ def stop_all() -> None:
     """
     for runtime in list(_live.values()):
         try:
-            runtime._stop_at_exit()
+            _stop(runtime)
         except Exception as exc:  # exit goes on; say why in one JSON line
             log_event(_log, logging.ERROR, "exit_shutdown_failed", error=repr(exc))
     _live.clear()
@@ -70,7 +86,7 @@ def _register(hook: Callable[[], None]) -> None:
         atexit.register(hook)
 
 
-def stop_at_exit(runtime: _Stoppable) -> None:
+def stop_at_exit(runtime: Any) -> None:
     """
     Shut ``runtime`` down when the interpreter exits, unless it was stopped before.
 
@@ -83,7 +99,7 @@ def stop_at_exit(runtime: _Stoppable) -> None:
         _register(stop_all)
 
 
-def forget_at_exit(runtime: _Stoppable) -> None:
+def forget_at_exit(runtime: Any) -> None:
     """
     ``runtime`` was shut down: nothing to do for it at exit.
     """

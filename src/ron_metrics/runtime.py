@@ -40,8 +40,6 @@ from ron_metrics.provider import (
 __all__ = ["Runtime", "RuntimeState", "start", "start_async"]
 
 _log = logging.getLogger("ron_metrics.runtime")
-# The deadline of the shutdown a still-running runtime gets at interpreter exit.
-EXIT_TIMEOUT_SECONDS = 5.0
 
 
 class RuntimeState(enum.Enum):
@@ -58,11 +56,9 @@ class RuntimeState(enum.Enum):
 
 class Runtime:
     """
-    A running ron-metrics instance. Create it with :func:`start` or :func:`start_async`.
-
-    Use as a context manager, or call :meth:`shutdown` (idempotent). A runtime still
-    running when the interpreter exits is shut down then (final collection and
-    export included), unless the process ends by ``SIGKILL`` or ``os._exit()``.
+    A running ron-metrics instance, from :func:`start` or :func:`start_async`. Use as a
+    context manager, or call :meth:`shutdown` (idempotent); one still running at
+    interpreter exit is shut down then (not at ``SIGKILL`` or ``os._exit()``).
     """
 
     def __init__(self, config: Config, *, set_global: bool) -> None:
@@ -222,25 +218,6 @@ class Runtime:
         self._bus.publish(Draining())
         log_event(_log, logging.INFO, "stopping")
         return True
-
-    def _stop_at_exit(self) -> None:
-        # The interpreter is exiting with this runtime still running: deliver the
-        # final counts as shutdown() would (on a loop that still runs).
-        if os.getpid() != self._pid or self._state is not RuntimeState.RUNNING:
-            return
-        if self._loop_thread is None and not (
-            self._loop is not None and self._loop.is_running()
-        ):
-            log_event(
-                _log,
-                logging.WARNING,
-                "exit_without_shutdown",
-                why="the event loop this runtime was started on (start_async) has"
-                " ended; await runtime.shutdown_async() before it ends to deliver"
-                " the final counts",
-            )
-            return
-        self.shutdown(EXIT_TIMEOUT_SECONDS)
 
     def _finish_stop(self, deadline: float) -> None:
         forget_at_exit(self)

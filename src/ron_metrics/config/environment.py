@@ -216,20 +216,12 @@ def _otlp_prefixed(
 
 
 def otel_boolean(env: Mapping[str, str], name: str) -> bool:
-    """
-    A boolean ``OTEL_*`` variable as the specification reads it: true only for a
-    case-insensitive ``true``; anything else is false, with a warning unless it is
-    ``false``, empty or unset.
-    """
+    """A boolean ``OTEL_*`` variable as the specification reads it (see the docs)."""
     raw = env.get(name, "").strip().lower()
     if raw not in {"", "true", "false"}:
+        why = "only a case-insensitive 'true' is true; any other value reads as false"
         log_event(
-            _log,
-            logging.WARNING,
-            "otel_boolean_read_as_false",
-            variable=name,
-            why="only a case-insensitive 'true' is true (OpenTelemetry's rule for"
-            " boolean variables); any other value is read as false",
+            _log, logging.WARNING, "otel_boolean_read_as_false", variable=name, why=why
         )
     return raw == "true"
 
