@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from ron_metrics import Runtime
 from ron_metrics.asgi import MetricsMiddleware
 from ron_metrics.testing import runtime_for_tests, samples
+from test_prometheus_server import _prometheus_for  # noqa: F401 - the fixture, used by name
 
 COUNT = "http_server_request_duration_seconds_count"
 
@@ -35,11 +36,18 @@ class BoomError(Exception):
 
 
 async def handler_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/{status}/{chunks}/{fail}``: fail is ``none``, ``before`` or ``after``."""
+    """
+    ``/{status}/{chunks}/{fail}``: fail is ``none``, ``before``, ``after`` or
+    ``disconnect`` (wait for the client to leave, then fail).
+    """
     assert scope["type"] == "http"
     _, status, chunks, fail = scope["path"].split("/")
     if fail == "before":
         raise BoomError("before the response")
+    if fail == "disconnect":
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        raise BoomError("the client left")
     await send(
         {
             "type": "http.response.start",
@@ -116,10 +124,18 @@ def client_saw(client: httpx.Client, url: str) -> str:
         return ""
 
 
+def leave_before_the_answer(url: str, path: str) -> str:
+    """Send the request and close at once: the client sees no status at all."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    return ""
+
+
 HANDLERS = st.tuples(
     st.sampled_from([200, 201, 204, 302, 400, 404, 429, 500, 502, 503]),
     st.integers(min_value=0, max_value=3),
-    st.sampled_from(["none", "before", "after"]),
+    st.sampled_from(["none", "before", "after", "disconnect"]),
 )
 
 
@@ -132,10 +148,15 @@ def test_recorded_status_is_what_the_client_got(
     server, runtime = served
     before = recorded(runtime)
     seen: Counter[tuple[str, str]] = Counter()
-    with httpx.Client(timeout=30) as client:
+    # A connection per request: the server closes one after a failed response.
+    with httpx.Client(timeout=30, headers={"Connection": "close"}) as client:
         for status, asked_chunks, fail in handlers:
             chunks = 0 if status == 204 else asked_chunks  # a 204 has no body
-            got = client_saw(client, f"{server.url}/{status}/{chunks}/{fail}")
+            path = f"/{status}/{chunks}/{fail}"
+            if fail == "disconnect":
+                got = leave_before_the_answer(server.url, path)
+            else:
+                got = client_saw(client, f"{server.url}{path}")
             error = BoomError.__qualname__ if fail != "none" else ""
             if not error and int(got) >= 500:
                 error = got
@@ -168,7 +189,8 @@ def test_fastapi_route_that_raises_records_500() -> None:
     with runtime_for_tests() as runtime:
         with (
             Served(fastapi_app(runtime.meter_provider)) as server,
-            httpx.Client(timeout=30) as client,
+            # A connection per request: the server may close one after an exception.
+            httpx.Client(timeout=30, headers={"Connection": "close"}) as client,
         ):
             statuses = [client.get(f"{server.url}/boom").status_code for _ in range(3)]
             statuses += [client.get(f"{server.url}/busy").status_code]
@@ -177,3 +199,56 @@ def test_fastapi_route_that_raises_records_500() -> None:
         assert found[("500", "RuntimeError")] == 3
         assert found[("503", "503")] == 1
         assert ("", "RuntimeError") not in found
+
+
+@pytest.mark.peer
+def test_dashboard_5xx_panel_shows_500s_and_503s(prometheus_for: Any) -> None:
+    """A real Prometheus scraping the app's metrics: the 5xx panel shows both codes."""
+    import json
+    import urllib.parse
+    from pathlib import Path
+
+    from conftest import prometheus_config
+    from ron_metrics import start
+    from ron_metrics.testing import config_for_tests
+
+    dashboard = json.loads(
+        (Path(__file__).parent.parent / "dashboards" / "ron-metrics.json").read_text()
+    )
+    (panel,) = [
+        p for p in dashboard["panels"] if p.get("title", "").startswith("Server errors")
+    ]
+    expr = (
+        panel["targets"][0]["expr"]
+        .replace("$job", ".*")
+        .replace("$instance", ".*")
+        .replace("$__rate_interval", "1m")
+    )
+    config = config_for_tests(exporter=prometheus_config())
+    with (
+        start(config, set_global=False) as runtime,
+        Served(fastapi_app(runtime.meter_provider)) as server,
+        # A connection per request: the server may close one after an exception.
+        httpx.Client(timeout=30, headers={"Connection": "close"}) as client,
+    ):
+        base = prometheus_for(str(runtime.address).removeprefix("http://"))
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + 90
+        while set(seen) != {"500", "503"} and time.monotonic() < deadline:
+            for path in ("/boom", "/busy"):
+                client.get(f"{server.url}{path}")
+            try:
+                answer = httpx.get(
+                    f"{base}/api/v1/query?query={urllib.parse.quote(expr)}", timeout=5
+                ).json()
+            except (httpx.HTTPError, ValueError):
+                answer = {}
+            seen = {
+                series["metric"].get("http_response_status_code", ""): float(
+                    series["value"][1]
+                )
+                for series in answer.get("data", {}).get("result", [])
+                if float(series["value"][1]) > 0
+            }
+            time.sleep(0.5)
+        assert set(seen) == {"500", "503"}, seen
