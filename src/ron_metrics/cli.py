@@ -142,9 +142,7 @@ def _check_config(file: str | None) -> int:
         return EXIT_CONFIG
     shown = config.to_dict()
     # The endpoint actually dialled (the protocol's default, or the metrics path added).
-    shown["exporter"]["otlp"]["resolved_endpoint"] = (
-        config.exporter.otlp.resolved_endpoint
-    )
+    shown["exporter"]["otlp"]["resolved_endpoint"] = config.exporter.otlp.shown_endpoint
     print(json.dumps(shown, indent=2, sort_keys=True))
     print(f"digest: blake3:{config.digest}")
     if config.sdk.disabled:
@@ -192,7 +190,7 @@ def _run_demo(file: str | None, tick: float) -> int:
             address=runtime.address,
             exporter=config.exporter.kind,
             otlp_endpoint=(
-                config.exporter.otlp.resolved_endpoint
+                config.exporter.otlp.shown_endpoint
                 if config.exporter.otlp_enabled
                 else None
             ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -86,6 +87,7 @@ class RateLimitedLog:
 # Loggers whose records a ron-metrics-owned handler takes: ours, and the OTel
 # SDK's and exporters' (their "Failed to export" and retry lines).
 OWNED_LOGGERS = ("ron_metrics", "opentelemetry")
+_URL_PASSWORD = re.compile(r"(://[^/@\s:]*):[^/@\s]*@")
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -98,6 +100,8 @@ class JsonLineFormatter(logging.Formatter):
         message = record.getMessage()
         if record.name.startswith("ron_metrics") and message.startswith('{"ts":'):
             return message
+        # Another library may print a URL with its password: mask it.
+        message = _URL_PASSWORD.sub(r"\1:***@", message)
         fields: dict[str, Any] = {"logger": record.name, "message": message}
         if record.exc_info and record.exc_info[1] is not None:
             fields["error"] = repr(record.exc_info[1])

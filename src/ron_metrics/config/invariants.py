@@ -116,6 +116,16 @@ def check_otlp(otlp: OtlpConfig, path: str) -> list[ConfigProblem]:
         problems.append(
             ConfigProblem(f"{path}endpoint", "must start with http:// or https://")
         )
+    elif endpoint and otlp.protocol == "grpc" and "@" in endpoint.split("/")[2]:
+        # gRPC has no URL credentials: the exporter would dial "user:password@host"
+        # as a host name, and print it in its errors.
+        problems.append(
+            ConfigProblem(
+                f"{path}endpoint",
+                "a gRPC endpoint takes no user name or password; send credentials"
+                " in 'headers'",
+            )
+        )
     if (otlp.client_cert is None) != (otlp.client_key is None):
         problems.append(
             ConfigProblem(

@@ -20,7 +20,7 @@ from typing import Any
 import blake3
 
 from ron_metrics.config import values as v
-from ron_metrics.config.plain import SECRET_MASK, as_plain
+from ron_metrics.config.plain import SECRET_MASK, as_plain, mask_userinfo
 from ron_metrics.config.values import BindAddress
 
 __all__ = [
@@ -48,11 +48,16 @@ def _empty_mapping() -> Mapping[str, str]:
 
 
 def _opt(
-    parse: Callable[[object], object], *, secret: bool = False, restart: bool = False
+    parse: Callable[[object], object],
+    *,
+    secret: bool = False,
+    restart: bool = False,
+    url: bool = False,
 ) -> dict[str, Any]:
     # "restart": the key is read once, when the MeterProvider is built; a reload
     # that changes it is refused (derived from here, never listed by hand).
-    return {"parse": parse, "secret": secret, "restart": restart}
+    # "url": shown with the password of its userinfo masked.
+    return {"parse": parse, "secret": secret, "restart": restart, "url": url}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,7 +181,9 @@ class OtlpConfig:
     ``endpoint = None`` means the protocol's default on localhost.
     """
 
-    endpoint: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
+    endpoint: str | None = field(
+        default=None, metadata=_opt(v.parse_optional_str, url=True)
+    )
     protocol: str = field(
         default="grpc", metadata=_opt(v.parse_choice("grpc", "http/protobuf"))
     )
@@ -201,6 +208,8 @@ class OtlpConfig:
         # Every field as the dataclass would show it, header values masked.
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["headers"] = dict.fromkeys(self.headers, SECRET_MASK)
+        if self.endpoint:
+            shown["endpoint"] = mask_userinfo(self.endpoint)
         return f"OtlpConfig({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
@@ -220,6 +229,11 @@ class OtlpConfig:
             if parts.path in {"", "/"}:
                 return urllib.parse.urlunsplit(parts._replace(path=OTLP_METRICS_PATH))
         return self.endpoint
+
+    @property
+    def shown_endpoint(self) -> str:
+        """:attr:`resolved_endpoint` as logs and messages show it (password masked)."""
+        return mask_userinfo(self.resolved_endpoint)
 
 
 OTLP_METRICS_PATH = "/v1/metrics"

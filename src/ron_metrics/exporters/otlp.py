@@ -195,14 +195,14 @@ class OtlpSink:
         if not await asyncio.to_thread(self.proven, remaining):
             raise ExporterError(
                 "the new OTLP sink made no successful export to"
-                f" {self.config.resolved_endpoint} before the deadline"
+                f" {self.config.shown_endpoint} before the deadline"
             )
 
     def describe(self) -> Mapping[str, str]:
         """
         ``{"endpoint": ...}`` (headers, which may hold secrets, are never shown).
         """
-        return {"endpoint": self.config.resolved_endpoint}
+        return {"endpoint": self.config.shown_endpoint}
 
     def readiness_check(self) -> str | None:
         """
@@ -278,7 +278,7 @@ class OtlpSink:
                     _log,
                     logging.WARNING,
                     "otlp_export_failed",
-                    endpoint=self.config.resolved_endpoint,
+                    endpoint=self.config.shown_endpoint,
                     consecutive=self._consecutive_failures,
                     error=error,
                 )
