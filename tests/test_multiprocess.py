@@ -263,3 +263,119 @@ def test_forked_children_join_the_group(tmp_path: Path) -> None:
         stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
+
+
+class TestHostileFiles:
+    """
+    Whatever a member or archive file holds, a collection answers from the healthy
+    members, skips the bad file, and recovers once it is fixed or removed.
+    """
+
+    def _group(self, tmp_path: Path) -> tuple[Path, Group]:
+        directory = tmp_path / "group"
+        group = Group(str(directory), gauge_policy="last")
+        store = group.join()
+        store.add(store.slot(_key("counter", name="jobs"), 1), 3)
+        return directory, group
+
+    def test_a_fifo_member_neither_blocks_join_nor_collection(
+        self, tmp_path: Path
+    ) -> None:
+        """A FIFO named like a member (sorting first) is skipped at once."""
+        directory, group = self._group(tmp_path)
+        fifo = directory / "member-0-0.db"
+        os.mkfifo(fifo, 0o600)
+        joiner = Group(str(directory), gauge_policy="last")
+        joiner.join()  # would block opening the FIFO
+        assert _jobs(group) == 3.0
+        fifo.unlink()
+        assert _jobs(group) == 3.0
+        joiner.leave()
+        group.leave()
+
+    @pytest.mark.parametrize(
+        "content",
+        [
+            b"",
+            b"garbage" * 10,
+            b"RONMETR1" + b"\xff" * 64,
+            os.urandom(4096),
+        ],
+        ids=["empty", "text", "bad-header", "random"],
+    )
+    def test_garbage_members_are_skipped(self, tmp_path: Path, content: bytes) -> None:
+        """A member file of garbage is skipped; the healthy member's total stands."""
+        directory, group = self._group(tmp_path)
+        bad = directory / "member-1-1.db"
+        bad.write_bytes(content)
+        bad.chmod(0o600)
+        assert _jobs(group) == 3.0
+        bad.unlink()
+        assert _jobs(group) == 3.0
+        group.leave()
+
+    def test_a_member_rewritten_shorter_is_skipped_then_read_again(
+        self, tmp_path: Path
+    ) -> None:
+        """A file that shrinks after a read (struct.error before) is skipped once."""
+        directory, group = self._group(tmp_path)
+        _write_member(directory, 7, 5)
+        (path,) = list(directory.glob("member-7-*.db"))
+        assert _jobs(group) == 8.0
+        whole = path.read_bytes()
+        path.write_bytes(whole[:40])
+        assert _jobs(group) == 3.0  # skipped, not a crash
+        path.write_bytes(whole)
+        assert _jobs(group) == 8.0  # read again from the start
+        group.leave()
+
+    @pytest.mark.parametrize(
+        "content",
+        [b"not json", b"[1, 2]", b'{"absorbed": 3, "records": []}', b"{}"],
+        ids=["text", "list", "wrong-types", "missing-keys"],
+    )
+    def test_a_broken_archive_never_takes_totals_backwards(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes
+    ) -> None:
+        """Garbage in archive.db: the last good archive stands in, nothing is lost."""
+        monkeypatch.setattr(group_module, "COMPACT_AFTER", 2)
+        directory, group = self._group(tmp_path)
+        for pid in (10, 11):
+            _write_member(directory, pid, 2)
+        assert _jobs(group) == 7.0  # compacted into the archive
+        archive = directory / "archive.db"
+        good = archive.read_bytes()
+        archive.write_bytes(content)
+        assert _jobs(group) == 7.0
+        _write_member(directory, 12, 1)
+        _write_member(directory, 13, 1)
+        assert _jobs(group) == 9.0  # no compaction over a broken archive
+        archive.write_bytes(good)
+        assert _jobs(group) == 9.0
+        group.leave()
+
+    def test_a_symlinked_archive_is_not_followed(self, tmp_path: Path) -> None:
+        """archive.db as a symlink is never read through."""
+        directory, group = self._group(tmp_path)
+        elsewhere = tmp_path / "elsewhere.json"
+        elsewhere.write_text('{"absorbed": [], "records": []}')
+        (directory / "archive.db").symlink_to(elsewhere)
+        assert _jobs(group) == 3.0
+        group.leave()
+
+    def test_a_huge_sparse_member_is_refused_without_reading_it(
+        self, tmp_path: Path
+    ) -> None:
+        """A 3 GiB sparse file is refused by its size, never read into memory."""
+        import resource
+
+        directory, group = self._group(tmp_path)
+        huge = directory / "member-2-2.db"
+        with huge.open("wb") as handle:
+            handle.truncate(3 * 2**30)
+        huge.chmod(0o600)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert _jobs(group) == 3.0
+        grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        assert grown_kib < 256 * 1024
+        group.leave()

@@ -33,10 +33,14 @@ def read_archive(directory: Path) -> tuple[frozenset[str], Records]:
         raw = json.loads(read_file(directory / ARCHIVE))
     except FileNotFoundError:
         return frozenset(), []
-    absorbed = frozenset(str(name) for name in raw["absorbed"])
-    records = [
-        (str(key), tuple(float(v) for v in values)) for key, values in raw["records"]
-    ]
+    try:
+        absorbed = frozenset(str(name) for name in raw["absorbed"])
+        records = [
+            (str(key), tuple(float(v) for v in values))
+            for key, values in raw["records"]
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a ron-metrics archive: {exc!r}") from exc
     return absorbed, records
 
 

@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 
 from ron_metrics.errors import ConfigError, ExposerError
-from ron_metrics.logs import log_event
+from ron_metrics.logs import RateLimitedLog, log_event
 from ron_metrics.multiprocess.archive import ARCHIVE, read_archive, write_archive
 from ron_metrics.multiprocess.data import GroupData
 from ron_metrics.multiprocess.merge import merge
@@ -42,6 +43,8 @@ from ron_metrics.safety import check_private_dir
 __all__ = ["Group"]
 
 _log = logging.getLogger("ron_metrics.multiprocess")
+# A bad file is logged at most once a second (with the count of the rest).
+_UNREADABLE = RateLimitedLog(_log)
 _MEMBER_GLOB = "member-*.db"
 # Fold exited members into the archive once there are this many.
 COMPACT_AFTER = 16
@@ -74,6 +77,9 @@ class Group:
         self.store: MemberStore | None = None
         self._data: GroupData | None = None
         self._indexes: dict[Path, FileIndex] = {}
+        # The archive as last read, and whether this collection could not read it.
+        self._archive: tuple[frozenset[str], Records] = (frozenset(), [])
+        self._archive_broken = False
 
     def join(self) -> MemberStore:
         """
@@ -109,11 +115,14 @@ class Group:
             if self.store is not None and str(path) == self.store.path:
                 yield path, True
                 continue
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(path, flags)  # a FIFO or device must not block us
             except OSError:
-                continue  # removed meanwhile, or not a plain file
+                continue  # removed meanwhile, or a symlink
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue  # not a store file: never read, never waited on
                 # Taking the lock means no process holds it: the member exited.
                 yield path, not _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             finally:
@@ -170,7 +179,20 @@ class Group:
         if self._data is None:
             self._data = GroupData(resource, time.time_ns())
         members: list[tuple[bool, Records]] = []
-        absorbed, archived = read_archive(self.directory)
+        self._archive_broken = False
+        try:
+            absorbed, archived = self._archive = read_archive(self.directory)
+        except (OSError, ValueError) as exc:
+            # The last archive read stands in (the files it absorbed are gone), so
+            # a broken archive never takes totals backwards; it is not compacted.
+            absorbed, archived = self._archive
+            self._archive_broken = True
+            _UNREADABLE.log(
+                logging.WARNING,
+                "group_file_unreadable",
+                path=str(self.directory / ARCHIVE),
+                error=str(exc),
+            )
         members.append((False, archived))
         exited: list[Path] = []
         seen: list[Path] = []
@@ -184,7 +206,7 @@ class Group:
             members.append((live, records))
             if not live:
                 exited.append(path)
-        if len(exited) >= COMPACT_AFTER:
+        if len(exited) >= COMPACT_AFTER and not self._archive_broken:
             self._compact(exited, absorbed)
         self._indexes = {path: self._indexes[path] for path in seen}
         return self._data.build(merge(members, gauge_policy=self._gauge_policy))
@@ -195,8 +217,7 @@ class Group:
             return index.read(read_file(path))
         except (OSError, ValueError) as exc:
             del self._indexes[path]
-            log_event(
-                _log,
+            _UNREADABLE.log(
                 logging.WARNING,
                 "group_file_unreadable",
                 path=str(path),
@@ -206,6 +227,7 @@ class Group:
 
     def _compact(self, exited: list[Path], absorbed: frozenset[str]) -> None:
         write_archive(self.directory, exited, absorbed, gauge_policy=self._gauge_policy)
+        self._archive = read_archive(self.directory)  # what now stands for them
         for path in exited:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

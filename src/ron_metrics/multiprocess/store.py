@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import stat
 import struct
 import threading
 from collections.abc import Sequence
@@ -90,13 +91,39 @@ def parsed_key(key: SeriesKey) -> tuple[Any, ...]:
     return found
 
 
+# The largest group file read (a member's store or the archive): far above what
+# any real group writes (a million series of a few values is some tens of MiB).
+MAX_GROUP_FILE_BYTES = 256 * 1024 * 1024
+
+
 def read_file(path: str | os.PathLike[str]) -> bytes:
     """
-    A group file's bytes, never through a symlink.
+    A group file's bytes: never through a symlink, never blocking on a FIFO or a
+    device (refused at once, as is anything but a regular file), never more than
+    :data:`MAX_GROUP_FILE_BYTES` held in memory.
+
+    Raises:
+        OSError: If it cannot be opened (a symlink: ``ELOOP``).
+        ValueError: If it is not a regular file or is larger than the bound.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read()
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > MAX_GROUP_FILE_BYTES:
+            raise ValueError(f"larger than {MAX_GROUP_FILE_BYTES} bytes")
+        chunks = []
+        left = MAX_GROUP_FILE_BYTES + 1  # it may grow while we read
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:
+            raise ValueError(f"larger than {MAX_GROUP_FILE_BYTES} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _padded(length: int) -> int:
@@ -219,6 +246,10 @@ class FileIndex:
         self._parsed_to = _HEADER.size
         self._records: list[tuple[SeriesKey, int, struct.Struct]] = []
 
+    def _forget(self) -> None:
+        self._parsed_to = _HEADER.size
+        self._records = []
+
     def read(self, data: bytes) -> list[tuple[SeriesKey, tuple[float, ...]]]:
         """
         Every complete record of ``data`` (the file's current bytes).
@@ -232,6 +263,19 @@ class FileIndex:
         if magic != MAGIC:
             raise ValueError("not a ron-metrics store file")
         end = min(used, len(data))
+        if end < self._parsed_to:
+            # Rewritten shorter since the last read: a store only grows.
+            self._forget()  # learn the file again next time
+            raise ValueError("the file shrank since it was last read")
+        try:
+            return self._read_from(data, end)
+        except (struct.error, UnicodeDecodeError) as exc:
+            self._forget()  # learn the file again next time
+            raise ValueError(f"malformed record: {exc}") from exc
+
+    def _read_from(
+        self, data: bytes, end: int
+    ) -> list[tuple[SeriesKey, tuple[float, ...]]]:
         at = self._parsed_to
         while at + _RECORD.size <= end:
             key_length, count = _RECORD.unpack_from(data, at)
