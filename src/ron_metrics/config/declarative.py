@@ -21,7 +21,9 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from ron_metrics._files import read_outside_file
 from ron_metrics.config.environment import RESOURCE_KEYS
+from ron_metrics.config.sources import MAX_CONFIG_BYTES
 from ron_metrics.errors import ConfigProblem
 
 __all__ = ["NOT_METRICS", "declarative_layer"]
@@ -91,10 +93,21 @@ def _load(path: str, problems: list[ConfigProblem]) -> dict[str, Any] | None:
             )
         )
         return None
+    # PyYAML comes with the optional dependency, like the loader itself.
+    from ron_metrics.config.bounded_yaml import check_yaml_bounds, without_values
+
+    try:
+        check_yaml_bounds(read_outside_file(path, limit=MAX_CONFIG_BYTES))
+    except (OSError, ValueError) as exc:
+        problems.append(ConfigProblem("OTEL_CONFIG_FILE", f"{path!r}: {exc}"))
+        return None
     try:
         model = load_config_file(path)
     except Exception as exc:  # the loader raises its own and yaml/json/OS errors
-        problems.append(ConfigProblem("OTEL_CONFIG_FILE", f"{path!r}: {exc}"))
+        # Its messages quote values from the file (a secret, say): never shown.
+        problems.append(
+            ConfigProblem("OTEL_CONFIG_FILE", f"{path!r}: {without_values(str(exc))}")
+        )
         return None
     plain: dict[str, Any] = _plain(model)
     return plain

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ron_metrics._files import NotReadableError, read_outside_file
 from ron_metrics.errors import ConfigProblem
 from ron_metrics.logs import log_event
 
@@ -125,8 +126,10 @@ def parse_toml(
 
 def read_file(path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
+        data = read_outside_file(path, limit=MAX_CONFIG_BYTES)
+    except NotReadableError as exc:
+        problems.append(ConfigProblem("(file)", f"config file {exc}"))
+        return {}
     except FileNotFoundError:
         problems.append(
             ConfigProblem("(file)", f"config file {str(path)!r} does not exist")

@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import stat
 import struct
 import threading
 from collections.abc import Sequence
 from typing import Any
+
+from ron_metrics._files import read_outside_file
 
 __all__ = [
     "MAGIC",
@@ -99,31 +100,13 @@ MAX_GROUP_FILE_BYTES = 256 * 1024 * 1024
 def read_file(path: str | os.PathLike[str]) -> bytes:
     """
     A group file's bytes: never through a symlink, never blocking on a FIFO or a
-    device (refused at once, as is anything but a regular file), never more than
-    :data:`MAX_GROUP_FILE_BYTES` held in memory.
+    device, never more than :data:`MAX_GROUP_FILE_BYTES` held in memory.
 
     Raises:
         OSError: If it cannot be opened (a symlink: ``ELOOP``).
         ValueError: If it is not a regular file or is larger than the bound.
     """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    fd = os.open(path, flags)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("not a regular file")
-        if info.st_size > MAX_GROUP_FILE_BYTES:
-            raise ValueError(f"larger than {MAX_GROUP_FILE_BYTES} bytes")
-        chunks = []
-        left = MAX_GROUP_FILE_BYTES + 1  # it may grow while we read
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
-            chunks.append(chunk)
-            left -= len(chunk)
-        if left <= 0:
-            raise ValueError(f"larger than {MAX_GROUP_FILE_BYTES} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return read_outside_file(path, limit=MAX_GROUP_FILE_BYTES, follow_symlinks=False)
 
 
 def _padded(length: int) -> int:
