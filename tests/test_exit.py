@@ -31,13 +31,30 @@ BIN = Path(sys.executable).parent
 RUNS = 20
 ADDED = 7
 
+# Under the runner: a whole program, started by the runner and exiting on its own.
 JOB = f"""
 import sys
 from opentelemetry import metrics
-if sys.argv[1] == "start":
-    import ron_metrics
-    ron_metrics.start(ron_metrics.load_config())
-metrics.get_meter("job").create_counter("exit.jobs").add({ADDED}, {{"run": sys.argv[2]}})
+metrics.get_meter("job").create_counter("exit.jobs").add({ADDED}, {{"run": sys.argv[1]}})
+"""
+# start() without shutdown(): each job is a child forked from one parent that has
+# imported everything once (twenty interpreter start-ups cost more than the test).
+JOBS = f"""
+import os, sys
+from opentelemetry import metrics
+import ron_metrics
+case, runs = sys.argv[1], int(sys.argv[2])
+children = []
+for index in range(runs):
+    pid = os.fork()
+    if pid == 0:  # one job: start, count, exit with no shutdown()
+        ron_metrics.start(ron_metrics.load_config())
+        counter = metrics.get_meter("job").create_counter("exit.jobs")
+        counter.add({ADDED}, {{"run": f"{{case}}-{{index}}"}})
+        sys.exit(0)
+    children.append(pid)
+codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+sys.exit(0 if codes == [0] * runs else 1)
 """
 
 
@@ -66,11 +83,14 @@ def _env(rotel: Rotel, protocol: str, temporality: str) -> dict[str, str]:
     )
 
 
-def _argv(how: str, script: Path, run: str) -> list[str]:
-    job = [sys.executable, str(script), how, run]
-    if how == "runner":
-        return [str(BIN / "ron-metrics"), "run", "--", *job]
-    return job
+def _commands(how: str, tmp_path: Path, case: str) -> list[list[str]]:
+    script = tmp_path / "job.py"
+    if how == "start":
+        script.write_text(JOBS)
+        return [[sys.executable, str(script), case, str(RUNS)]]
+    script.write_text(JOB)
+    runner = [str(BIN / "ron-metrics"), "run", "--", sys.executable, str(script)]
+    return [[*runner, f"{case}-{index}"] for index in range(RUNS)]
 
 
 def assert_json_lines(stderr: str) -> None:
@@ -90,19 +110,17 @@ def test_final_counts_arrive_at_exit(
     how: str, protocol: str, temporality: str, rotel: Rotel, tmp_path: Path
 ) -> None:
     """Twenty short jobs per case: every one's count reaches the collector, once."""
-    script = tmp_path / "job.py"
-    script.write_text(JOB)
     case = f"{how}-{protocol}-{temporality}"
     env = _env(rotel, protocol, temporality)
     jobs = [
         subprocess.Popen(
-            _argv(how, script, f"{case}-{index}"),
+            command,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for index in range(RUNS)
+        for command in _commands(how, tmp_path, case)
     ]
     for job in jobs:
         _, stderr = job.communicate(timeout=120)
@@ -123,9 +141,18 @@ def test_final_counts_arrive_at_exit(
             break
         time.sleep(0.2)
     by_run = {run: [p for p in points if p.attributes["run"] == run] for run in runs}
-    assert {run: [p.value for p in found] for run, found in by_run.items()} == {
-        run: [ADDED] for run in runs
-    }
+    # The start-up export may already carry the count (the job counts at once):
+    # then cumulative repeats it, and delta adds a zero. Never more, never less.
+    if temporality == "cumulative":
+        delivered = {
+            run: max(p.value or 0 for p in found) for run, found in by_run.items()
+        }
+        assert all(p.value == ADDED for p in points), points
+    else:
+        delivered = {
+            run: sum(p.value or 0 for p in found) for run, found in by_run.items()
+        }
+    assert delivered == dict.fromkeys(runs, ADDED)
     assert {p.temporality for p in points} == {temporality}
 
 
