@@ -317,14 +317,14 @@ class TestHostileFiles:
     def test_a_member_rewritten_shorter_is_skipped_then_read_again(
         self, tmp_path: Path
     ) -> None:
-        """A file that shrinks after a read (struct.error before) is skipped once."""
+        """A file that shrinks after a read (struct.error before) is skipped."""
         directory, group = self._group(tmp_path)
         _write_member(directory, 7, 5)
         (path,) = list(directory.glob("member-7-*.db"))
         assert _jobs(group) == 8.0
         whole = path.read_bytes()
         path.write_bytes(whole[:40])
-        assert _jobs(group) == 3.0  # skipped, not a crash
+        assert _jobs(group) == 8.0  # skipped, not a crash: what it showed stands
         path.write_bytes(whole)
         assert _jobs(group) == 8.0  # read again from the start
         group.leave()
@@ -379,3 +379,68 @@ class TestHostileFiles:
         grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
         assert grown_kib < 256 * 1024
         group.leave()
+
+
+class TestForgedValues:
+    """A member file cannot drive a total backwards, to NaN, or to infinity."""
+
+    def _two_members(self, tmp_path: Path) -> tuple[Path, Group, MemberStore, int]:
+        directory = tmp_path / "group"
+        group = Group(str(directory), gauge_policy="last")
+        store = group.join()
+        store.add(store.slot(_key("counter", name="jobs"), 1), 3)
+        other = MemberStore(str(directory / "member-5-1.db"))
+        offset = other.slot(_key("counter", name="jobs"), 1)
+        other.add(offset, 4)
+        return directory, group, other, offset
+
+    @pytest.mark.parametrize(
+        "forged", [1.0, -50.0, math.nan, math.inf, -math.inf], ids=str
+    )
+    def test_a_forged_counter_value_is_refused(
+        self, tmp_path: Path, forged: float
+    ) -> None:
+        """Lower, negative, NaN or infinite: the member's last honest value stands."""
+        import struct
+
+        _, group, other, offset = self._two_members(tmp_path)
+        assert _jobs(group) == 7.0
+        struct.pack_into("<d", other._map, offset, forged)
+        assert _jobs(group) == 7.0
+        struct.pack_into("<d", other._map, offset, 10.0)  # honest again: admitted
+        assert _jobs(group) == 13.0
+        other.close()
+        group.leave()
+
+    def test_a_malformed_key_skips_the_file_but_keeps_its_counts(
+        self, tmp_path: Path
+    ) -> None:
+        """A key that is not a series key: the file's last admitted values stand."""
+        directory, group, other, _ = self._two_members(tmp_path)
+        assert _jobs(group) == 7.0
+        other.slot("not json at all", 1)
+        assert _jobs(group) == 7.0
+        stranger = MemberStore(str(directory / "member-6-1.db"))
+        stranger.slot('["a","b","c","wrong-kind","","",null,[]]', 1)
+        stranger.slot(_key("counter", name="jobs"), 1)
+        stranger.close()
+        assert _jobs(group) == 7.0  # never admitted: contributes nothing
+        other.close()
+        group.leave()
+
+    def test_the_key_check_names_each_problem(self) -> None:
+        """Layouts per kind are checked; unknown kinds and wrong shapes refused."""
+        from ron_metrics.multiprocess.guard import check_key
+
+        assert check_key(_key("counter"), (1.0,)) == "counter"
+        assert check_key(_key("gauge"), (1.0, 2.0)) == "gauge"
+        assert check_key(_key("histogram"), (0.0, 0.0, 0.0, 1, 2, 3)) == "histogram"
+        for key, values in [
+            ("[1, 2]", (1.0,)),
+            ("{}", (1.0,)),
+            (_key("counter"), (1.0, 2.0)),
+            (_key("histogram"), (0.0, 0.0, 0.0, 1.0)),
+            ('["a","b","c","wrong","","",null,[]]', (1.0,)),
+        ]:
+            with pytest.raises(ValueError, match="record"):
+                check_key(key, values)

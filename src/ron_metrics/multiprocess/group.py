@@ -36,6 +36,7 @@ from ron_metrics.errors import ConfigError, ExposerError
 from ron_metrics.logs import RateLimitedLog, log_event
 from ron_metrics.multiprocess.archive import ARCHIVE, read_archive, write_archive
 from ron_metrics.multiprocess.data import GroupData
+from ron_metrics.multiprocess.guard import ValueGuard
 from ron_metrics.multiprocess.merge import merge
 from ron_metrics.multiprocess.store import FileIndex, MemberStore, SeriesKey, read_file
 from ron_metrics.safety import check_private_dir
@@ -77,6 +78,7 @@ class Group:
         self.store: MemberStore | None = None
         self._data: GroupData | None = None
         self._indexes: dict[Path, FileIndex] = {}
+        self._guards: dict[Path, ValueGuard] = {}
         # The archive as last read, and whether this collection could not read it.
         self._archive: tuple[frozenset[str], Records] = (frozenset(), [])
         self._archive_broken = False
@@ -208,13 +210,16 @@ class Group:
                 exited.append(path)
         if len(exited) >= COMPACT_AFTER and not self._archive_broken:
             self._compact(exited, absorbed)
-        self._indexes = {path: self._indexes[path] for path in seen}
+        self._indexes = {p: self._indexes[p] for p in seen if p in self._indexes}
+        self._guards = {path: self._guards[path] for path in seen}
         return self._data.build(merge(members, gauge_policy=self._gauge_policy))
 
     def _read(self, path: Path) -> Records | None:
         index = self._indexes.setdefault(path, FileIndex())
+        guard = self._guards.setdefault(path, ValueGuard())
+        refused = guard.refused
         try:
-            return index.read(read_file(path))
+            records = guard.admit(index.read(read_file(path)))
         except (OSError, ValueError) as exc:
             del self._indexes[path]
             _UNREADABLE.log(
@@ -223,7 +228,21 @@ class Group:
                 path=str(path),
                 error=str(exc),
             )
+            if isinstance(exc, ValueError) and guard.has_values():
+                # Broken after it was read: what it showed stands (totals never
+                # go backwards); a file removed is another matter.
+                return guard.last_records()
             return None
+        if guard.refused > refused:
+            _UNREADABLE.log(
+                logging.WARNING,
+                "group_value_refused",
+                path=str(path),
+                refused=guard.refused - refused,
+                why="a value no honest member holds (a counter going backwards,"
+                " NaN, infinite or negative); its last admitted value stands",
+            )
+        return records
 
     def _compact(self, exited: list[Path], absorbed: frozenset[str]) -> None:
         write_archive(self.directory, exited, absorbed, gauge_policy=self._gauge_policy)

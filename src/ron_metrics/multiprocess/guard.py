@@ -1,0 +1,110 @@
+"""
+What a member file may claim. Anyone who can write the group directory can write a
+member file; the merge takes only what an honest member could hold:
+
+- every key is a series key of a known kind with the value layout of that kind
+  (else the whole file is skipped, as a file that is not a store file);
+- a counter's value, and a histogram's bucket counts, are finite, not negative
+  and never below what the same file showed before; a histogram's sum is finite.
+  A value that is not is refused: the last admitted values of that series stand
+  in, so a group total never goes backwards and never becomes NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from ron_metrics.multiprocess.store import SeriesKey, parsed_key
+
+__all__ = ["ValueGuard", "check_key"]
+
+_SINGLE_VALUE = frozenset({"counter", "ocounter", "updown", "oupdown"})
+_MONOTONIC = frozenset({"counter", "ocounter"})
+
+
+def check_key(key: SeriesKey, values: tuple[float, ...]) -> str:
+    """
+    The kind of ``key``.
+
+    Raises:
+        ValueError: If ``key`` is not a series key, or ``values`` is not the
+            layout of its kind.
+    """
+    try:
+        fields = parsed_key(key)
+        kind, bounds = fields[3], fields[6]
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise ValueError("a record's key is not a series key") from exc
+    if len(fields) != 8 or not isinstance(kind, str):
+        raise ValueError("a record's key is not a series key")
+    if kind in _SINGLE_VALUE:
+        expected = 1
+    elif kind == "gauge":
+        expected = 2
+    elif kind == "histogram" and isinstance(bounds, list):
+        expected = 3 + len(bounds) + 1
+    else:
+        raise ValueError(f"a record's key has an unknown kind {kind!r:.32}")
+    if len(values) != expected:
+        raise ValueError(f"a {kind} record holds {len(values)} values")
+    return kind
+
+
+class ValueGuard:
+    """
+    The last admitted values of one member file's series, and the refusals.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[SeriesKey, tuple[float, ...]] = {}
+        self.refused = 0
+
+    def admit(
+        self, records: Iterable[tuple[SeriesKey, tuple[float, ...]]]
+    ) -> list[tuple[SeriesKey, tuple[float, ...]]]:
+        """
+        ``records`` with each impossible value replaced by the series' last one.
+
+        Raises:
+            ValueError: If a key is malformed (the file is then skipped whole).
+        """
+        admitted = []
+        for key, values in records:
+            kind = check_key(key, values)
+            last = self._last.get(key)
+            if self._possible(kind, values, last):
+                self._last[key] = values
+                admitted.append((key, values))
+                continue
+            self.refused += 1
+            if last is not None:  # else nothing honest is known for it yet
+                admitted.append((key, last))
+        return admitted
+
+    def has_values(self) -> bool:
+        """True once some values of this file were admitted."""
+        return bool(self._last)
+
+    def last_records(self) -> list[tuple[SeriesKey, tuple[float, ...]]]:
+        """The last admitted values of every series of this file."""
+        return list(self._last.items())
+
+    @staticmethod
+    def _possible(
+        kind: str, values: tuple[float, ...], last: tuple[float, ...] | None
+    ) -> bool:
+        if kind in _MONOTONIC:
+            counts: tuple[float, ...] = values
+        elif kind == "histogram":
+            if not math.isfinite(values[0]):
+                return False
+            counts = values[3:]
+        else:
+            return not math.isnan(values[0])
+        if not all(math.isfinite(c) and c >= 0 for c in counts):
+            return False
+        if last is None:
+            return True
+        before = last if kind in _MONOTONIC else last[3:]
+        return all(now >= then for now, then in zip(counts, before, strict=True))
