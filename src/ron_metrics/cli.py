@@ -133,6 +133,10 @@ def _check_config(file: str | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     try:
         config = load_config(file)
+        if config.multiprocess.enabled and config.multiprocess.dir is not None:
+            from ron_metrics.multiprocess.memory_fs import check_amnesia_dir
+
+            check_amnesia_dir(config.multiprocess.dir, amnesia=config.service.amnesia)
         if config.exporter.prometheus.tls.enabled:
             from ron_metrics.safety import check_tls_files
 

@@ -36,6 +36,7 @@ from ron_metrics.hub import HubReader
 from ron_metrics.logs import log_event
 from ron_metrics.multiprocess.aggregation import CURRENT
 from ron_metrics.multiprocess.group import Group
+from ron_metrics.multiprocess.memory_fs import check_amnesia_dir
 from ron_metrics.views import SELF_METER_NAME, build_views
 
 __all__ = [
@@ -190,7 +191,7 @@ def join_group(config: Config) -> Group | None:
 
     Raises:
         LifecycleError: If another runtime of this process already joined one.
-        ConfigError: If the directory is unsafe.
+        ConfigError: If the directory is unsafe, or on a disk under amnesia.
     """
     if not config.multiprocess.enabled or config.multiprocess.dir is None:
         return None
@@ -199,7 +200,12 @@ def join_group(config: Config) -> Group | None:
             "this process already belongs to a multi-process group (one runtime with"
             " [multiprocess] per process)"
         )
-    group = Group(config.multiprocess.dir, gauge_policy=config.multiprocess.gauge)
+    check_amnesia_dir(config.multiprocess.dir, amnesia=config.service.amnesia)
+    group = Group(
+        config.multiprocess.dir,
+        gauge_policy=config.multiprocess.gauge,
+        forget_at_end=config.service.amnesia,
+    )
     CURRENT.store = group.join()
     return group
 

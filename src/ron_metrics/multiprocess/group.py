@@ -71,9 +71,13 @@ class Group:
     This process's membership of the group in ``directory``.
     """
 
-    def __init__(self, directory: str, *, gauge_policy: str) -> None:
+    def __init__(
+        self, directory: str, *, gauge_policy: str, forget_at_end: bool = False
+    ) -> None:
         self.directory = Path(directory)
         self._gauge_policy = gauge_policy
+        # Amnesia: the last member to leave removes the group's files.
+        self._forget_at_end = forget_at_end
         self._serve_fd: int | None = None
         self.store: MemberStore | None = None
         self._data: GroupData | None = None
@@ -155,12 +159,21 @@ class Group:
 
     def leave(self) -> None:
         """
-        Give up the lease and close the store; the file stays for its totals.
+        Give up the lease and close the store; the file stays for its totals —
+        unless the group forgets at its end (amnesia) and this was its last member.
         """
         self.step_down()
         if self.store is not None:
             self.store.close()  # closing the descriptor drops the liveness lock
             self.store = None
+        if self._forget_at_end:
+            lock = _open_lock(self.directory / "group.lock")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not any(live for _, live in self._members()):
+                    self._clear_previous_run()
+            finally:
+                os.close(lock)
 
     def forget_inherited(self) -> None:
         """
