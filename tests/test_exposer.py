@@ -398,3 +398,34 @@ class TestEncoders:
             == 1
         )
         assert sample_value(runtime, "wait_seconds_count", route="/a") == 1
+
+
+def test_an_unhandled_exposer_error_is_one_json_line_and_rewraps_nothing(
+    start_runtime: StartFn,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A /metrics that fails: a 500, one JSON line, and no handler left behind."""
+    from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
+
+    runtime = start_runtime(exporter=prometheus_config())
+    exposer_log = logging.getLogger("ron_metrics.exposer")
+    handlers_before = list(exposer_log.handlers)
+
+    async def broken(self: ScrapeCoalescer, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("collection broke")
+
+    monkeypatch.setattr(ScrapeCoalescer, "get", broken)
+    caplog.set_level(logging.ERROR, logger="ron_metrics.exposer")
+    assert httpx.get(f"{runtime.address}/metrics", timeout=30).status_code == 500
+    # Quart attaches its own handler to the app's logger when nothing handles it;
+    # the app's logger is ours, and ron-metrics' loggers are left as they were.
+    assert exposer_log.handlers == handlers_before
+    lines = [
+        json.loads(r.getMessage())
+        for r in caplog.records
+        if r.name == "ron_metrics.exposer" and "exposer_exception" in r.getMessage()
+    ]
+    assert len(lines) == 1
+    assert lines[0]["error"] == "RuntimeError('collection broke')"
+    assert lines[0]["endpoint"] == "/metrics"
