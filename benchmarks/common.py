@@ -4,12 +4,13 @@ Shared measuring helpers: interleaved repeats, medians with min/max, progress li
 
 from __future__ import annotations
 
-import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from ron_metrics.testing import reserved_port
 
 
 @dataclass
@@ -79,8 +80,9 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def free_port() -> int:
-    """An unused loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """
+    A loopback port for a server that must be told it: from outside the ephemeral
+    range and held for this process (a bound-and-closed port 0 can be handed to the
+    next server or connection; the test suite runs these benchmarks beside its own).
+    """
+    return reserved_port()

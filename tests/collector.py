@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import rotel_binary, stop_process
-from ports import reserved_port
+from ron_metrics.testing import reserved_port
 
 _ATTR = re.compile(r"^\s+-> ([^:]+): (\w+)\((.*)\)$")
 

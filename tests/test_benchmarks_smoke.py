@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.peer
+@pytest.mark.timeout(900)  # the whole benchmark suite; its own bound is 600 s
 def test_benchmark_suite_runs_in_smoke_mode(tmp_path: Path) -> None:
     """The benchmark suite still runs end to end and writes its report and plots."""
     result = subprocess.run(
@@ -39,6 +40,7 @@ def test_benchmark_suite_runs_in_smoke_mode(tmp_path: Path) -> None:
 
 
 @pytest.mark.peer
+@pytest.mark.timeout(600)  # every drill; their own bound is 300 s
 def test_attack_drills_run_in_smoke_mode(tmp_path: Path) -> None:
     """The attack drills still run and write their figures section."""
     target = tmp_path / "security.md"

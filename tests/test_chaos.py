@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from conftest import demo_command
-from ports import reserved_port
+from ron_metrics.testing import reserved_port
 
 CYCLES = 20
 

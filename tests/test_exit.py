@@ -25,7 +25,7 @@ import pytest
 
 from collector import Rotel
 from conftest import clean_env, stop_process
-from ports import reserved_port
+from ron_metrics.testing import reserved_port
 
 BIN = Path(sys.executable).parent
 RUNS = 20

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import clean_env, stop_process
-from ports import reserved_port
+from ron_metrics.testing import reserved_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

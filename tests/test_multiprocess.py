@@ -20,12 +20,12 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 
 from conftest import clean_env, stop_process
-from ports import reserved_port
 from ron_metrics import ConfigError
 from ron_metrics.multiprocess import group as group_module
 from ron_metrics.multiprocess.group import Group
 from ron_metrics.multiprocess.merge import merge
 from ron_metrics.multiprocess.store import MemberStore, parse_records, series_key
+from ron_metrics.testing import reserved_port
 
 
 def _key(kind: str, name: str = "m", **attributes: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from collector import Rotel
 from conftest import stop_process
-from ports import reserved_port
+from ron_metrics.testing import reserved_port
 
 HERE = Path(__file__).parent
 WORKERS = 2

@@ -12,10 +12,9 @@ import pytest
 
 from collector import Rotel
 from conftest import StartFn
-from ports import reserved_port
 from ron_metrics import ConfigError, load_config
 from ron_metrics.exporters.otlp import build_exporter
-from ron_metrics.testing import sample_value
+from ron_metrics.testing import reserved_port, sample_value
 from tls_material import Pki, make_pki
 
 
@@ -302,9 +301,8 @@ class TestSwitching:
 
     def test_unreachable_collector_is_rolled_back(self, start_runtime: StartFn) -> None:
         """A switch to a dead collector fails, readiness returns, the old exposer still serves."""
-        from ports import reserved_port
         from ron_metrics import ExporterError
-        from ron_metrics.testing import config_for_tests
+        from ron_metrics.testing import config_for_tests, reserved_port
 
         runtime = start_runtime(exporter={"kind": "prometheus"})
         before = runtime.address

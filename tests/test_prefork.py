@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from conftest import clean_env, stop_process
-from ports import reserved_port
+from ron_metrics.testing import reserved_port
 from test_promtool import promtool_check
 
 TESTS = Path(__file__).resolve().parent

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from conftest import StartFn, prometheus_config, require, stop_process
-from ports import reserved_port
+from ron_metrics.testing import reserved_port
 
 
 @pytest.fixture(name="prometheus_for")

@@ -338,7 +338,7 @@ class TestPrometheusReload:
 
         import httpx
 
-        from ports import reserved_port
+        from ron_metrics.testing import reserved_port
 
         bind = f"127.0.0.1:{reserved_port() if fixed_port else 0}"
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from conftest import clean_env, stop_process
-from ports import reserved_port
 from ron_metrics import ConfigError, load_config
 from ron_metrics.config.plain import mask_userinfo
+from ron_metrics.testing import reserved_port
 
 BIN = Path(sys.executable).parent
 PASSWORD = "pw-SECRET-1"  # noqa: S105 - a planted value the test hunts for

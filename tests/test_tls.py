@@ -51,9 +51,8 @@ def wait_for(runtime: Any, name: str, value: float, **labels: str) -> float | No
 class TestRotation:
     def test_certificate_rotation_serves_the_same_socket(self, pki: Pki) -> None:
         """A reload with a new certificate: same port, new handshakes use the new one."""
-        from ports import reserved_port
         from ron_metrics import start
-        from ron_metrics.testing import config_for_tests
+        from ron_metrics.testing import config_for_tests, reserved_port
 
         bind = f"127.0.0.1:{reserved_port()}"
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from conftest import clean_env, stop_process
-from ports import reserved_port
+from ron_metrics.testing import reserved_port
 
 TESTS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

@@ -104,6 +104,9 @@ def _run_program(file: str | None, middleware: bool, program: list[str]) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([site, *filter(None, [env.get("PYTHONPATH")])])
     env["RON_METRICS_AUTOSTART"] = "1"
+    # gRPC's C core writes its own plain-text lines to stderr; the exporter's
+    # failures reach the JSON log through its Python logger anyway.
+    env.setdefault("GRPC_VERBOSITY", "NONE")
     env["RON_METRICS_AUTOSTART_MIDDLEWARE"] = "1" if middleware else "0"
     if file is not None:
         env["RON_METRICS_CONFIG"] = os.path.abspath(file)
