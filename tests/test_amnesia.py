@@ -81,7 +81,7 @@ def test_check_config_refuses_it_too(tmp_path: Path) -> None:
         env=clean_env(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
     )
     assert result.returncode == 2
     assert "multiprocess.dir" in result.stderr and "service.amnesia" in result.stderr

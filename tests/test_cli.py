@@ -28,7 +28,7 @@ def check_config_process(path: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "ron_metrics", "check-config", str(path)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
         check=False,
         env=clean_env(),
     )

@@ -214,7 +214,7 @@ class TestDeclarativeFile:
             env=clean_env(OTEL_CONFIG_FILE=write(tmp_path, DECLARATIVE)),
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=240,
             check=False,
         )
         assert result.returncode == 0, result.stderr

@@ -207,7 +207,7 @@ class TestSingleFlight:
         assert runtime._hub.collections - before == 1
         assert len({r.content for r in responses}) == 1
 
-    @pytest.mark.timeout(600)  # heavy: 50k series; 120 s is the hang guard
+    @pytest.mark.timeout(600)  # heavy: 50k series; more than the suite's hang guard
     def test_healthz_answers_while_big_scrape_renders(
         self, start_runtime: StartFn
     ) -> None:

@@ -260,7 +260,7 @@ class TestTimeouts:
             time.sleep(0.05)
         assert sample_value(runtime, "io_timeouts_total", op="idle") == 1
 
-    @pytest.mark.timeout(600)  # heavy: 100k series; 120 s is the hang guard
+    @pytest.mark.timeout(600)  # heavy: 100k series; more than the suite's hang guard
     def test_client_that_stops_reading_is_dropped(self, start_runtime: StartFn) -> None:
         """A client that never reads a big response is dropped after write_timeout."""
         runtime = start_runtime(

@@ -92,7 +92,7 @@ def test_a_fifo_as_config_file_is_refused_at_once(
         env=clean_env(**{variable: str(fifo), "OTEL_SERVICE_NAME": "s"}),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
     )
     assert result.returncode == 2
     assert "FIFO" in result.stderr
@@ -107,7 +107,7 @@ def test_the_runner_refuses_a_fifo_config(tmp_path: Path) -> None:
         env=clean_env(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
     )
     assert result.returncode == 2
     assert "FIFO" in result.stderr

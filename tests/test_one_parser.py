@@ -293,7 +293,7 @@ def wide_counter(runtime: object, series: int) -> None:
 
 
 class TestPendingResponses:
-    @pytest.mark.timeout(600)  # heavy: 100k series; 120 s is the hang guard
+    @pytest.mark.timeout(600)  # heavy: 100k series; more than the suite's hang guard
     def test_request_counts_in_flight_until_its_body_is_written(
         self, start_runtime: StartFn
     ) -> None:
@@ -331,7 +331,7 @@ class TestPendingResponses:
             )
         assert status == 200
 
-    @pytest.mark.timeout(600)  # heavy: 100k series; 120 s is the hang guard
+    @pytest.mark.timeout(600)  # heavy: 100k series; more than the suite's hang guard
     def test_pending_byte_budget_answers_busy(self, start_runtime: StartFn) -> None:
         """Past max_pending_bytes, a further scrape gets 503 Busy; /healthz still works."""
         runtime = start_runtime(

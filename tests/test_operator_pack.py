@@ -70,7 +70,7 @@ def test_rules_pass_promtool_check() -> None:
         [require("promtool"), "check", "rules", str(RULES)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 7 rules found" in result.stdout
@@ -82,7 +82,7 @@ def test_rules_pass_their_unit_tests() -> None:
         [require("promtool"), "test", "rules", str(RULE_TESTS)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
         cwd=RULE_TESTS.parent,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -23,7 +23,7 @@ def promtool_check(body: str) -> subprocess.CompletedProcess[str]:
         input=body,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
     )
 
 

@@ -64,7 +64,7 @@ def test_check_config_masks_url_password_and_headers() -> None:
         env=_env(reserved_port()),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr
     assert_clean(result.stdout + result.stderr, "check-config")

@@ -97,7 +97,7 @@ def test_send_and_close_clients_leave_no_slot_behind(start_runtime: StartFn) -> 
     assert (counters["read"], counters["write"], counters["idle"]) == (0, 0, 0)
 
 
-@pytest.mark.timeout(600)  # heavy: 100k series; 120 s is the hang guard
+@pytest.mark.timeout(600)  # heavy: 100k series; more than the suite's hang guard
 def test_non_reading_clients_free_their_slots_when_they_close(
     start_runtime: StartFn,
 ) -> None:
@@ -196,7 +196,7 @@ def test_counters_count_only_what_happened(behaviours: list[str]) -> None:
         assert (counters["read"], counters["write"], counters["idle"]) == (0, 0, 0)
 
 
-@pytest.mark.timeout(600)  # heavy: 100k series; 120 s is the hang guard
+@pytest.mark.timeout(600)  # heavy: 100k series; more than the suite's hang guard
 def test_a_client_that_stops_reading_is_one_write_timeout(
     start_runtime: StartFn,
 ) -> None:

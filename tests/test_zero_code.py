@@ -168,7 +168,7 @@ def test_a_bad_config_stops_before_the_program(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         env=clean_env(),
-        timeout=60,
+        timeout=240,
     )
     assert result.returncode == 2
     assert "exporter.kind" in result.stderr
@@ -196,7 +196,7 @@ def test_python_program_sees_the_global_provider(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         env=clean_env(),
-        timeout=60,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ForkSafeMeterProvider"

@@ -19,7 +19,7 @@ def _run(*args: str, cwd: Path) -> None:
         cwd=cwd,
         check=True,
         capture_output=True,
-        timeout=60,
+        timeout=240,
     )
 
 
