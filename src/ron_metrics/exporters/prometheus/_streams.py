@@ -141,8 +141,7 @@ class GuardedReader:
         self._served = 0
         self._response_done = asyncio.Event()
         self._response_done.set()
-        # Set while waiting for the next request head (between requests).
-        self.idle_since: float | None = None
+        self.idle_since: float | None = None  # set while waiting between requests
 
     def at_eof(self) -> bool:
         return self._eof and not self._pending
@@ -150,15 +149,15 @@ class GuardedReader:
     async def read(self, n: int = -1) -> bytes:
         if not self._pending:
             # One request at a time: the next head is read only once the previous
-            # response was handed to the transport.
-            await self._response_done.wait()
+            # response was handed to the transport — or the connection closed
+            # under it (a peer that reset while its answer was being written).
+            if not await self._previous_answered():
+                return self._end()
             if self._served and self._peer_closed():
                 # The peer is gone: its slot is free now, whatever timer hypercorn
-                # runs for the connection; pipelined heads already buffered are
-                # neither rendered nor logged.
+                # runs; pipelined heads already buffered are neither served nor logged.
                 return self._end()
-            if self._last:
-                # Refused or closing: hypercorn sends the answer and closes.
+            if self._last:  # refused or closing: hypercorn answers and closes
                 await self._wait_for_close()
                 return b""
             head = await self._next_head()
@@ -170,6 +169,18 @@ class GuardedReader:
         size = len(self._pending) if n < 0 else n
         chunk, self._pending = self._pending[:size], self._pending[size:]
         return chunk
+
+    async def _previous_answered(self) -> bool:
+        if self._response_done.is_set():
+            return True
+        answered = asyncio.ensure_future(self._response_done.wait())
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({answered, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered.cancel()
+            closed.cancel()
+        return self._response_done.is_set()
 
     def _end(self) -> bytes:
         self._eof = True
@@ -188,9 +199,8 @@ class GuardedReader:
         )
 
     async def _wait_for_close(self) -> None:
-        # After a refusal we read nothing more (an announced body stays unread);
-        # we only wait for hypercorn to send the answer and close. A write that
-        # stalls is counted by the writer's own timeout; this is a backstop.
+        # After a refusal nothing more is read (an announced body stays unread):
+        # hypercorn sends the answer and closes; a stalled write is the writer's.
         budget = self._limits.write_timeout + self._limits.read_timeout
         try:
             await asyncio.wait_for(self._closed.wait(), budget)
@@ -296,9 +306,7 @@ class GuardedWriter:
         return self._writer.get_extra_info(name, default)
 
     def write(self, data: bytes) -> None:
-        if self._writer.transport.is_closing():
-            # The peer is gone (reset, or dropped by us): stop the response here
-            # rather than hand the rest of it to a closed transport.
+        if self._writer.transport.is_closing():  # the peer is gone: stop here
             self._closed.set()
             raise ConnectionResetError("the connection is closed")
         self._writer.write(data)
