@@ -47,13 +47,14 @@ def read_outside_file(
     shown = os.fspath(path)
     fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
+        info = os.fstat(fd)
+        mode = info.st_mode
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(f"{shown!r} is a directory")
         if not stat.S_ISREG(mode):
             kind = "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
             raise NotReadableError(shown, f"is {kind}")
-        if os.fstat(fd).st_size > limit:
+        if info.st_size > limit:
             raise NotReadableError(shown, f"is larger than {limit} bytes")
         chunks: list[bytes] = []
         left = limit + 1  # it may grow while we read: one byte more tells

@@ -226,8 +226,8 @@ class FileIndex:
     """
 
     def __init__(self) -> None:
-        self._parsed_to = _HEADER.size
         self._records: list[tuple[SeriesKey, int, struct.Struct]] = []
+        self._forget()
 
     def _forget(self) -> None:
         self._parsed_to = _HEADER.size
