@@ -105,6 +105,19 @@ def _argv(name: str, app_port: int) -> list[str]:
     return [str(BIN / program), *rest]
 
 
+def _wait_until_dead(pid: int, deadline: float) -> bool:
+    """True once ``pid`` has exited (a zombie holds no sockets any more)."""
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def _answers(url: str, deadline: float) -> bool:
     while time.monotonic() < deadline:
         try:
@@ -204,7 +217,7 @@ def test_killed_worker_keeps_its_counts(server: Server) -> None:
         if step == 20 and pid is not None:
             victim = pid
             os.kill(pid, signal.SIGKILL)
-            time.sleep(0.3)
+            assert _wait_until_dead(pid, time.monotonic() + 30)
             if server.name in STOPS_ON_WORKER_DEATH:
                 server.process.wait(15)
                 break
@@ -230,6 +243,10 @@ def test_port_is_served_again_after_the_serving_process_dies(server: Server) -> 
         return
     os.kill(serving, signal.SIGKILL)
     killed_at = time.monotonic()
+    # kill() returns before the kernel has torn the process down: a connection made
+    # meanwhile lands in the dying listener's queue and is reset when it closes.
+    # Scrapers see that as one failed scrape; the test waits for the death it caused.
+    assert _wait_until_dead(serving, killed_at + 30)
     if server.name in STOPS_ON_WORKER_DEATH:
         server.process.wait(15)
         assert server.total() >= before  # the files kept every count
