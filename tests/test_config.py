@@ -336,6 +336,19 @@ class TestOtlpVariables:
 
 
 class TestOtlpEndpointAndTiming:
+    def test_headers_keep_every_equals_sign_after_the_first(self) -> None:
+        """A header value holding '=' (Basic auth, base64 padding) stays whole."""
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "s",
+                "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Basic dXNlcjpwYXNz==,x-a=b=c",
+            }
+        )
+        assert config.exporter.otlp.headers == {
+            "authorization": "Basic dXNlcjpwYXNz==",
+            "x-a": "b=c",
+        }
+
     @pytest.mark.parametrize(
         ("env", "resolved"),
         [
@@ -352,6 +365,13 @@ class TestOtlpEndpointAndTiming:
                     "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
                 },
                 "https://gw:443/otlp/v1/metrics",
+            ),
+            (
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": "https://gw:443/tenant-a",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                },
+                "https://gw:443/tenant-a/v1/metrics",
             ),
             (
                 {

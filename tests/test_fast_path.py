@@ -244,6 +244,29 @@ def test_invalid_values_are_dropped_on_both_paths(fast: bool) -> None:
         assert ("app", "payload") not in points
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_invalid_values_are_dropped_by_bound_handles(fast: bool) -> None:
+    """Bound handles drop what their instrument drops: NaN, ±infinity, negatives."""
+    with runtime(fast, {}) as started:
+        instruments = _instruments(started.get_meter("app"))
+        counter = ron_metrics.bind(instruments["counter"], {"q": "a"})
+        updown = ron_metrics.bind(instruments["updown"], {"q": "a"})
+        histogram = ron_metrics.bind(instruments["histogram"], {"q": "a"})
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            counter.add(bad)
+            updown.add(bad)
+            histogram.record(bad)
+        counter.add(-1)
+        histogram.record(-1)
+        counter.add(2)
+        updown.add(-3)
+        histogram.record(4)
+        points = collected(started)
+        assert points[("app", "jobs")][1] == {(("q", "str", "'a'"),): 2}
+        assert points[("app", "queue.depth")][1] == {(("q", "str", "'a'"),): -3}
+        assert ("app", "payload") in points
+
+
 class TestStreamInternals:
     """The stream's bookkeeping, checked directly (the results above cannot see it)."""
 

@@ -7,6 +7,8 @@ the store format, the merge rules per kind, membership and liveness through
 
 from __future__ import annotations
 
+import fcntl
+import json
 import math
 import os
 import signal
@@ -140,6 +142,16 @@ def _jobs(group: Group) -> float:
             if metric.name == "jobs":
                 return float(metric.data.data_points[0].value)  # type: ignore[union-attr]  # a Sum
     return 0.0
+
+
+def _histogram(group: Group) -> tuple[float, list[int]]:
+    data = group.collect(Resource({}))
+    for scope in data.resource_metrics[0].scope_metrics:
+        for metric in scope.metrics:
+            if metric.name == "m":
+                point = metric.data.data_points[0]
+                return point.sum, list(point.bucket_counts)  # type: ignore[union-attr]
+    return 0.0, []
 
 
 class TestGroup:
@@ -276,7 +288,47 @@ class TestHostileFiles:
         group = Group(str(directory), gauge_policy="last")
         store = group.join()
         store.add(store.slot(_key("counter", name="jobs"), 1), 3)
+        self.rejected: list[tuple[str, int]] = []
+        group.on_rejected = lambda reason, count: self.rejected.append((reason, count))
         return directory, group
+
+    def test_a_symlinked_member_is_not_followed_and_is_counted(
+        self, tmp_path: Path
+    ) -> None:
+        """A member name that is a symlink is never read through; each skip counts."""
+        directory, group = self._group(tmp_path)
+        honest = tmp_path / "honest"
+        honest.mkdir(mode=0o700)
+        target = _write_member(honest, 9, 100)
+        (directory / "member-9-1.db").symlink_to(target)
+        assert _jobs(group) == 3.0  # followed, it would add 100
+        assert self.rejected == [("group_file", 1)]
+        assert _jobs(group) == 3.0
+        assert self.rejected == [("group_file", 1)] * 2  # once per collection
+        group.leave()
+
+    def test_a_second_name_of_a_member_is_read_once(self, tmp_path: Path) -> None:
+        """A hard link named like a member adds nothing: one file, counted once."""
+        directory, group = self._group(tmp_path)
+        exited = _write_member(directory, 4, 5)
+        assert _jobs(group) == 8.0
+        os.link(exited, directory / "member-0-9.db")  # sorts first
+        assert _jobs(group) == 8.0
+        assert self.rejected == [("group_file", 1)]
+        group.leave()
+
+    def test_member_files_are_private_whatever_the_umask(self, tmp_path: Path) -> None:
+        """Member files are created 0600 even under umask 022 (0644 otherwise)."""
+        previous = os.umask(0o022)
+        try:
+            directory, group = self._group(tmp_path)
+            _write_member(directory, 4, 1)
+        finally:
+            os.umask(previous)
+        modes = {p.name: p.stat().st_mode & 0o777 for p in directory.glob("member-*")}
+        assert len(modes) == 2
+        assert set(modes.values()) == {0o600}, modes
+        group.leave()
 
     def test_a_fifo_member_neither_blocks_join_nor_collection(
         self, tmp_path: Path
@@ -288,8 +340,10 @@ class TestHostileFiles:
         joiner = Group(str(directory), gauge_policy="last")
         joiner.join()  # would block opening the FIFO
         assert _jobs(group) == 3.0
+        assert self.rejected == [("group_file", 1)]
         fifo.unlink()
         assert _jobs(group) == 3.0
+        assert self.rejected == [("group_file", 1)]  # recovered: nothing more
         joiner.leave()
         group.leave()
 
@@ -310,8 +364,10 @@ class TestHostileFiles:
         bad.write_bytes(content)
         bad.chmod(0o600)
         assert _jobs(group) == 3.0
+        assert self.rejected == [("group_file", 1)]
         bad.unlink()
         assert _jobs(group) == 3.0
+        assert self.rejected == [("group_file", 1)]
         group.leave()
 
     def test_a_member_rewritten_shorter_is_skipped_then_read_again(
@@ -404,9 +460,12 @@ class TestForgedValues:
         import struct
 
         _, group, other, offset = self._two_members(tmp_path)
+        rejected: list[tuple[str, int]] = []
+        group.on_rejected = lambda reason, count: rejected.append((reason, count))
         assert _jobs(group) == 7.0
         struct.pack_into("<d", other._map, offset, forged)
         assert _jobs(group) == 7.0
+        assert rejected == [("group_value", 1)]
         struct.pack_into("<d", other._map, offset, 10.0)  # honest again: admitted
         assert _jobs(group) == 13.0
         other.close()
@@ -426,6 +485,65 @@ class TestForgedValues:
         stranger.close()
         assert _jobs(group) == 7.0  # never admitted: contributes nothing
         other.close()
+        group.leave()
+
+    def test_an_archive_cannot_hide_a_live_member(self, tmp_path: Path) -> None:
+        """An archive naming a live member as absorbed: the member still counts."""
+        directory, group, other, offset = self._two_members(tmp_path)
+        fcntl.flock(other.fd, fcntl.LOCK_SH)  # alive, as a joined member is
+        assert _jobs(group) == 7.0
+        names = [p.name for p in directory.glob("member-*.db")]
+        (directory / "archive.db").write_text(
+            json.dumps({"absorbed": names, "records": []})
+        )
+        assert _jobs(group) == 7.0
+        other.add(offset, 1)
+        assert _jobs(group) == 8.0  # still counted live, not frozen
+        other.close()
+        group.leave()
+
+    @pytest.mark.parametrize("how", ["removed", "absorbed-by-forged-archive"])
+    def test_exited_totals_cannot_be_taken_away(self, tmp_path: Path, how: str) -> None:
+        """An exited member's file removed, or claimed by an archive that does not
+        hold its counts: the group total stands, counted once as held."""
+        directory, group = tmp_path / "group", None
+        group = Group(str(directory), gauge_policy="last")
+        store = group.join()
+        store.add(store.slot(_key("counter", name="jobs"), 1), 3)
+        exited = _write_member(directory, 8, 5)
+        rejected: list[tuple[str, int]] = []
+        group.on_rejected = lambda reason, count: rejected.append((reason, count))
+        assert _jobs(group) == 8.0
+        if how == "removed":
+            exited.unlink()
+        else:
+            (directory / "archive.db").write_text(
+                json.dumps({"absorbed": [exited.name], "records": []})
+            )
+        assert _jobs(group) == 8.0
+        assert rejected == [("group_value", 1)]
+        assert _jobs(group) == 8.0
+        assert rejected == [("group_value", 1)]  # still held: not counted again
+        store.add(store.slot(_key("counter", name="jobs"), 1), 2)
+        assert _jobs(group) == 8.0  # 3 + 2 live: still below what was shown
+        store.add(store.slot(_key("counter", name="jobs"), 1), 10)
+        assert _jobs(group) == 15.0  # past it: the real counts show again
+        group.leave()
+
+    def test_a_histogram_total_cannot_fall(self, tmp_path: Path) -> None:
+        """A histogram's buckets and sum never fall when a file is taken away."""
+        directory = tmp_path / "group"
+        group = Group(str(directory), gauge_policy="last")
+        group.join()
+        exited = MemberStore(str(directory / "member-3-1.db"))
+        offset = exited.slot(_key("histogram"), 6)
+        exited.observe(offset, 0, 0.5)
+        exited.observe(offset, 2, 9.0)
+        exited.close()
+        before = _histogram(group)
+        assert before == (9.5, [1, 0, 1])
+        os.unlink(exited.path)
+        assert _histogram(group) == before
         group.leave()
 
     def test_the_key_check_names_each_problem(self) -> None:

@@ -73,7 +73,7 @@ def test_rules_pass_promtool_check() -> None:
         timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_rules_pass_their_unit_tests() -> None:
@@ -147,7 +147,7 @@ def test_dashboard_queries_only_metrics_we_emit(exposed_names: set[str]) -> None
 def test_alert_rules_query_only_metrics_we_emit(exposed_names: set[str]) -> None:
     """Every alert's expression selects names the runtime exposes."""
     exprs = rule_exprs()
-    assert len(exprs) == 7
+    assert len(exprs) == 8
     wanted = set().union(*(metric_names(expr) for expr in exprs))
     assert wanted - exposed_names - SYNTHETIC == set()
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from ron_metrics.config import TlsConfig
 from ron_metrics.safety import (
     bind_unix_socket,
     build_server_ssl_context,
+    check_private_dir,
     remove_unix_socket,
 )
 from tls_material import Pki, make_pki
@@ -27,11 +30,11 @@ def _pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def user_owned_symlink(link: Path, target: Path) -> None:
-    """A symlink an ordinary user could retarget (as root: hand it to 'nobody')."""
+def user_owned_symlink(link: Path, target: Path, owner: int = 65534) -> None:
+    """A symlink an ordinary user could retarget (as root: hand it to ``owner``)."""
     link.symlink_to(target)
     if os.geteuid() == 0:
-        os.lchown(link, 65534, 65534)
+        os.lchown(link, owner, owner)
 
 
 def tls(pki: Pki, **paths: str) -> TlsConfig:
@@ -60,7 +63,45 @@ class TestTlsFiles:
         worker.join(5)
         assert not worker.is_alive(), "opening a FIFO hung start-up"
         assert isinstance(result[0], ConfigError)
-        assert "not a regular file" in str(result[0])
+        assert "is a FIFO" in str(result[0])
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="handing a file to another uid")
+    @pytest.mark.parametrize("which", ["cert", "key", "client_ca"])
+    def test_material_owned_by_another_user_is_refused(
+        self, pki: Pki, tmp_path: Path, which: str
+    ) -> None:
+        """A private (0600) file someone else owns is never loaded, naming the key."""
+        source = {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"}
+        copy = tmp_path / f"{which}.pem"
+        copy.write_bytes(Path(pki.path(source[which])).read_bytes())
+        copy.chmod(0o600)
+        os.chown(copy, 65534, 65534)
+        with pytest.raises(ConfigError, match="not owned by this user") as caught:
+            build_server_ssl_context(tls(pki, **{which: str(copy)}))
+        assert caught.value.keys == (f"exporter.prometheus.tls.{which}",)
+
+    def test_oversized_material_is_refused_without_reading_it(
+        self, pki: Pki, tmp_path: Path
+    ) -> None:
+        """A certificate over 1 MiB (here a sparse 4 GiB file) is refused by size."""
+        huge = tmp_path / "huge.pem"
+        with huge.open("wb") as handle:
+            handle.truncate(4 * 2**30)
+        huge.chmod(0o600)
+        with pytest.raises(ConfigError, match="larger than 1048576 bytes") as caught:
+            build_server_ssl_context(tls(pki, cert=str(huge)))
+        assert caught.value.keys == ("exporter.prometheus.tls.cert",)
+
+    def test_context_keeps_the_library_defaults_and_adds_its_own(
+        self, pki: Pki
+    ) -> None:
+        """Options are added to OpenSSL's safe defaults, never replace them."""
+        defaults = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).options
+        context = build_server_ssl_context(tls(pki))
+        assert context.options & defaults == defaults
+        assert context.options & ssl.OP_NO_COMPRESSION
+        assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+        assert context.verify_mode == ssl.CERT_NONE  # no client CA configured
 
     @pytest.mark.parametrize("which", ["cert", "client_ca"])
     def test_world_writable_certificates_are_refused(
@@ -75,16 +116,17 @@ class TestTlsFiles:
             build_server_ssl_context(tls(pki, **{which: str(copy)}))
         assert caught.value.keys == (f"exporter.prometheus.tls.{which}",)
 
+    @pytest.mark.parametrize("owner", [1, 65534])
     def test_symlinked_ancestor_of_the_key_is_refused(
-        self, pki: Pki, tmp_path: Path
+        self, pki: Pki, tmp_path: Path, owner: int
     ) -> None:
-        """A user-owned symlink anywhere above the key file is refused."""
+        """A user-owned symlink anywhere above the key file is refused (any uid but 0)."""
         real = tmp_path / "real"
         real.mkdir()
         key = real / "server.key"
         key.write_bytes(Path(pki.path("server.key")).read_bytes())
         key.chmod(0o600)
-        user_owned_symlink(tmp_path / "via", real)
+        user_owned_symlink(tmp_path / "via", real, owner)
         with pytest.raises(ConfigError, match="symlink not owned by root"):
             build_server_ssl_context(tls(pki, key=str(tmp_path / "via" / "server.key")))
 
@@ -133,6 +175,34 @@ class TestUnixSockets:
         user_owned_symlink(tmp_path / "via", real)
         with pytest.raises(ExposerError, match="symlink not owned by root"):
             bind_unix_socket(str(tmp_path / "via" / "run" / "m.sock"))
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="handing a directory to another uid")
+    def test_ancestors_owned_by_other_users_are_fine(self, tmp_path: Path) -> None:
+        """Only symlinks are judged by owner: a plain directory of another uid is fine."""
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 65534, 65534)
+        check_private_dir(theirs / "run")
+        assert stat.S_IMODE((theirs / "run").stat().st_mode) == 0o700
+
+    def test_a_directory_created_meanwhile_by_another_worker_is_accepted(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """
+        Workers starting together race to create the private directory: the one
+        that loses the race judges the directory the winner made, and starts.
+        """
+        target = tmp_path / "run"
+        real_mkdir = Path.mkdir
+
+        def other_worker_first(self: Path, *args: Any, **kwargs: Any) -> None:
+            if self == target and not target.exists():
+                real_mkdir(target, mode=0o700)  # the other worker wins the race
+            real_mkdir(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", other_worker_first)
+        check_private_dir(target)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o700
 
     def test_stale_probe_does_not_disturb_a_free_path(self, tmp_path: Path) -> None:
         """Binding a fresh path works and the socket accepts."""

@@ -47,6 +47,8 @@ REJECT_REASONS = (
     "malformed",
     "tls_probe",
     "name_collision",
+    "group_file",
+    "group_value",
 )
 TIMEOUT_OPS = ("read", "write", "idle", "render")
 SINK_NAMES = ("prometheus", "otlp")

@@ -146,6 +146,10 @@ def build_provider(config: Config) -> BuiltProvider:
         lambda grown: self_metrics.rejected.add(grown, {"reason": "cardinality"}),
     )
     hub.on_name_collision = lambda name: _name_collision(self_metrics, name)
+    if group is not None:
+        group.on_rejected = lambda reason, count: self_metrics.rejected.add(
+            count, {"reason": reason}
+        )
     return BuiltProvider(
         provider=provider, hub=hub, self_metrics=self_metrics, group=group
     )

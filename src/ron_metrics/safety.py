@@ -13,8 +13,8 @@ Filesystem and TLS safety for the exposer.
   only the socket inode we created.
 - TLS: certificate, key and CA files are opened without following symlinks and
   without blocking (a FIFO cannot hang start-up), checked (regular file, owned by
-  us, key no wider than 0600, certificates not world-writable) on the open file
-  descriptor, read once into memory and loaded from an anonymous memory file, so
+  us, key no wider than 0600, certificates not world-writable, at most 1 MiB) on
+  the open file descriptor, read once into memory and loaded from an anonymous memory file, so
   the check and the load see the same bytes and nothing is written to disk.
 """
 
@@ -28,6 +28,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from ron_metrics._files import NotReadableError, read_outside_file
 from ron_metrics.config import TlsConfig
 from ron_metrics.errors import ConfigError, ConfigProblem, ExposerError
 
@@ -39,6 +40,10 @@ __all__ = [
     "read_checked",
     "remove_unix_socket",
 ]
+
+# The largest certificate, key or CA bundle read (a public CA bundle is about
+# 0.2 MiB).
+MAX_TLS_FILE_BYTES = 1024 * 1024
 
 # (st_dev, st_ino, st_ctime_ns) of a socket file we created: inode numbers are
 # reused once a file is gone, so the change time tells two sockets apart.
@@ -177,24 +182,8 @@ def read_checked(path_text: str, key: str, *, private: bool) -> bytes:
             ``private`` key — readable by others.
     """
     _check_ancestors(Path(path_text), lambda why: ConfigError.single(key, why))
-    # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path_text, flags)
-    except FileNotFoundError as exc:
-        raise ConfigError.single(key, f"{path_text} does not exist") from exc
-    except OSError as exc:
-        if os.path.islink(path_text):
-            raise ConfigError.single(
-                key, f"{path_text} is a symlink; refusing it"
-            ) from exc
-        raise ConfigError.single(
-            key, f"cannot open {path_text}: {exc.strerror}"
-        ) from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError.single(key, f"{path_text} is not a regular file")
+
+    def check(info: os.stat_result) -> None:
         if info.st_uid != os.geteuid():
             raise ConfigError.single(key, f"{path_text} is not owned by this user")
         mode = stat.S_IMODE(info.st_mode)
@@ -207,12 +196,23 @@ def read_checked(path_text: str, key: str, *, private: bool) -> bytes:
             raise ConfigError.single(
                 key, f"{path_text} is world-writable (mode {mode:o}); refusing it"
             )
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+
+    try:
+        return read_outside_file(
+            path_text, limit=MAX_TLS_FILE_BYTES, follow_symlinks=False, check=check
+        )
+    except FileNotFoundError as exc:
+        raise ConfigError.single(key, f"{path_text} does not exist") from exc
+    except NotReadableError as exc:
+        raise ConfigError.single(key, f"{path_text} {exc.why}") from exc
+    except OSError as exc:
+        if os.path.islink(path_text):
+            raise ConfigError.single(
+                key, f"{path_text} is a symlink; refusing it"
+            ) from exc
+        raise ConfigError.single(
+            key, f"cannot open {path_text}: {exc.strerror}"
+        ) from exc
 
 
 def _memory_file(name: str, content: bytes) -> int:

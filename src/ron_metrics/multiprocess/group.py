@@ -24,21 +24,26 @@ import contextlib
 import fcntl
 import logging
 import os
-import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import Resource
 
+from ron_metrics._files import NotReadableError, open_outside_file, read_open_file
 from ron_metrics.errors import ConfigError, ExposerError
 from ron_metrics.logs import RateLimitedLog, log_event
 from ron_metrics.multiprocess.archive import ARCHIVE, read_archive, write_archive
 from ron_metrics.multiprocess.data import GroupData
-from ron_metrics.multiprocess.guard import ValueGuard
+from ron_metrics.multiprocess.guard import TotalsFloor, ValueGuard
 from ron_metrics.multiprocess.merge import merge
-from ron_metrics.multiprocess.store import FileIndex, MemberStore, SeriesKey, read_file
+from ron_metrics.multiprocess.store import (
+    MAX_GROUP_FILE_BYTES,
+    FileIndex,
+    MemberStore,
+    SeriesKey,
+)
 from ron_metrics.safety import check_private_dir
 
 __all__ = ["Group"]
@@ -51,6 +56,12 @@ _MEMBER_GLOB = "member-*.db"
 COMPACT_AFTER = 16
 
 Records = list[tuple[SeriesKey, tuple[float, ...]]]
+
+# ``rejected_total{reason}`` of what a collection leaves out: a member or archive
+# file it cannot use (counted once per collection that skips it), and each value
+# a member could not legitimately hold.
+REJECT_FILE = "group_file"
+REJECT_VALUE = "group_value"
 
 
 def _flock(fd: int, operation: int) -> bool:
@@ -83,9 +94,13 @@ class Group:
         self._data: GroupData | None = None
         self._indexes: dict[Path, FileIndex] = {}
         self._guards: dict[Path, ValueGuard] = {}
+        self._floor = TotalsFloor()
         # The archive as last read, and whether this collection could not read it.
         self._archive: tuple[frozenset[str], Records] = (frozenset(), [])
         self._archive_broken = False
+        # Told what a collection refused: (reason, how many). Set by the runtime
+        # to its ``rejected_total`` counter.
+        self.on_rejected: Callable[[str, int], None] = lambda reason, count: None
 
     def join(self) -> MemberStore:
         """
@@ -117,20 +132,38 @@ class Group:
                 path.unlink()
 
     def _members(self) -> Iterator[tuple[Path, bool]]:
+        for path, _, live in self._member_files(report=False):
+            yield path, live
+
+    def _member_files(self, *, report: bool) -> Iterator[tuple[Path, int, bool]]:
+        """
+        Each member file as (path, open descriptor, live): opened once, never through
+        a symlink and never blocking (a FIFO or device is skipped), so the file
+        whose liveness is judged is the file that is read.
+        """
+        seen: set[tuple[int, int]] = set()
         for path in sorted(self.directory.glob(_MEMBER_GLOB)):
-            if self.store is not None and str(path) == self.store.path:
-                yield path, True
+            try:
+                fd = open_outside_file(path, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except (OSError, NotReadableError) as exc:
+                if report:
+                    self._skip(path, exc)
                 continue
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
             try:
-                fd = os.open(path, flags)  # a FIFO or device must not block us
-            except OSError:
-                continue  # removed meanwhile, or a symlink
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    continue  # not a store file: never read, never waited on
-                # Taking the lock means no process holds it: the member exited.
-                yield path, not _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                info = os.fstat(fd)
+                if (info.st_dev, info.st_ino) in seen:
+                    # A second name (hard link) of a file already read: never twice.
+                    if report:
+                        self._skip(path, "another name of a member file already read")
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+                if self.store is not None and str(path) == self.store.path:
+                    yield path, fd, True
+                else:
+                    # Taking the lock means no process holds it: the member exited.
+                    yield path, fd, not _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             finally:
                 os.close(fd)
 
@@ -202,19 +235,14 @@ class Group:
             # a broken archive never takes totals backwards; it is not compacted.
             absorbed, archived = self._archive
             self._archive_broken = True
-            _UNREADABLE.log(
-                logging.WARNING,
-                "group_file_unreadable",
-                path=str(self.directory / ARCHIVE),
-                error=str(exc),
-            )
+            self._skip(self.directory / ARCHIVE, exc)
         members.append((False, archived))
         exited: list[Path] = []
         seen: list[Path] = []
-        for path, live in self._members():
-            if path.name in absorbed:
-                continue
-            records = self._read(path)
+        for path, fd, live in self._member_files(report=True):
+            if path.name in absorbed and not live:
+                continue  # folded into the archive (a live member never is)
+            records = self._read(path, fd)
             if records is None:
                 continue
             seen.append(path)
@@ -225,28 +253,35 @@ class Group:
             self._compact(exited, absorbed)
         self._indexes = {p: self._indexes[p] for p in seen if p in self._indexes}
         self._guards = {path: self._guards[path] for path in seen}
-        return self._data.build(merge(members, gauge_policy=self._gauge_policy))
+        merged = merge(members, gauge_policy=self._gauge_policy)
+        if held := self._floor.hold(merged):
+            self.on_rejected(REJECT_VALUE, held)
+            _UNREADABLE.log(
+                logging.WARNING,
+                "group_total_held",
+                series=held,
+                why="a total fell or vanished (a file removed or rewritten, an archive"
+                " claiming files it does not hold); the last reported total stands",
+            )
+        return self._data.build(merged)
 
-    def _read(self, path: Path) -> Records | None:
+    def _read(self, path: Path, fd: int) -> Records | None:
         index = self._indexes.setdefault(path, FileIndex())
         guard = self._guards.setdefault(path, ValueGuard())
         refused = guard.refused
         try:
-            records = guard.admit(index.read(read_file(path)))
+            data = read_open_file(fd, str(path), limit=MAX_GROUP_FILE_BYTES)
+            records = guard.admit(index.read(data))
         except (OSError, ValueError) as exc:
             del self._indexes[path]
-            _UNREADABLE.log(
-                logging.WARNING,
-                "group_file_unreadable",
-                path=str(path),
-                error=str(exc),
-            )
+            self._skip(path, exc)
             if isinstance(exc, ValueError) and guard.has_values():
                 # Broken after it was read: what it showed stands (totals never
                 # go backwards); a file removed is another matter.
                 return guard.last_records()
             return None
         if guard.refused > refused:
+            self.on_rejected(REJECT_VALUE, guard.refused - refused)
             _UNREADABLE.log(
                 logging.WARNING,
                 "group_value_refused",
@@ -256,6 +291,13 @@ class Group:
                 " NaN, infinite or negative); its last admitted value stands",
             )
         return records
+
+    def _skip(self, path: Path, error: Exception | str) -> None:
+        """One file this collection leaves out: logged (rate-limited) and counted."""
+        self.on_rejected(REJECT_FILE, 1)
+        _UNREADABLE.log(
+            logging.WARNING, "group_file_unreadable", path=str(path), error=str(error)
+        )
 
     def _compact(self, exited: list[Path], absorbed: frozenset[str]) -> None:
         write_archive(self.directory, exited, absorbed, gauge_policy=self._gauge_policy)

@@ -8,6 +8,9 @@ member file; the merge takes only what an honest member could hold:
   and never below what the same file showed before; a histogram's sum is finite.
   A value that is not is refused: the last admitted values of that series stand
   in, so a group total never goes backwards and never becomes NaN.
+- across files, the group's counter and histogram totals never go below what a
+  collection last reported: a file removed, an archive rewritten, or an archive
+  that claims to have absorbed files it does not hold cannot take a total back.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from ron_metrics.multiprocess.merge import Merged
 from ron_metrics.multiprocess.store import SeriesKey, parsed_key
 
-__all__ = ["ValueGuard", "check_key"]
+__all__ = ["TotalsFloor", "ValueGuard", "check_key"]
 
 _SINGLE_VALUE = frozenset({"counter", "ocounter", "updown", "oupdown"})
 _MONOTONIC = frozenset({"counter", "ocounter"})
@@ -108,3 +112,42 @@ class ValueGuard:
             return True
         before = last if kind in _MONOTONIC else last[3:]
         return all(now >= then for now, then in zip(counts, before, strict=True))
+
+
+class TotalsFloor:
+    """
+    The group's counter and histogram totals as last reported, which no later
+    collection goes below.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[SeriesKey, tuple[str, tuple[float, ...]]] = {}
+        self._held: set[SeriesKey] = set()
+
+    def hold(self, merged: dict[SeriesKey, Merged]) -> int:
+        """
+        Put back, in ``merged``, every cumulative total that fell or vanished; the
+        number of series newly held (one still held since the last collection is
+        not counted again).
+        """
+        held: set[SeriesKey] = set()
+        for key, (kind, last) in self._last.items():
+            now = merged.get(key)
+            if now is None or not _not_below(kind, now.values, last):
+                merged[key] = Merged(kind, list(last))
+                held.add(key)
+        for key, value in merged.items():
+            if value.kind in _MONOTONIC or value.kind == "histogram":
+                self._last[key] = (value.kind, tuple(value.values))
+        newly = len(held - self._held)
+        self._held = held
+        return newly
+
+
+def _not_below(kind: str, now: list[float], last: tuple[float, ...]) -> bool:
+    if kind == "histogram":
+        # Sum and bucket counts (min and max move both ways between members).
+        if len(now) != len(last) or now[0] < last[0]:
+            return False
+        return all(a >= b for a, b in zip(now[3:], last[3:], strict=True))
+    return now[0] >= last[0]
