@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,44 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "health": ("health.py", ("tests/test_health.py",)),
     "fast-stream": ("fast/stream.py", ("tests/test_fast_path.py",)),
     "group-merge": ("multiprocess/merge.py", ("tests/test_multiprocess.py",)),
+    "files": ("_files.py", ("tests/test_files.py",)),
+    "safety": (
+        "safety.py",
+        ("tests/test_safety.py", "tests/test_unprivileged.py", "tests/test_tls.py"),
+    ),
+    "group-store": (
+        "multiprocess/store.py",
+        ("tests/test_multiprocess.py", "tests/test_group_fuzz.py"),
+    ),
+    "group-guard": (
+        "multiprocess/guard.py",
+        ("tests/test_multiprocess.py", "tests/test_group_fuzz.py"),
+    ),
+    "group-archive": (
+        "multiprocess/archive.py",
+        ("tests/test_multiprocess.py", "tests/test_group_fuzz.py"),
+    ),
+    "config-environment": (
+        "config/environment.py",
+        ("tests/test_config.py", "tests/test_secrets.py"),
+    ),
+    "config-parsing": (
+        "config/parsing.py",
+        ("tests/test_config.py", "tests/test_hostile_config.py"),
+    ),
+    "fast-instruments": (
+        "fast/instruments.py",
+        ("tests/test_fast_path.py", "tests/test_properties.py"),
+    ),
+    "verdicts": (
+        "exporters/prometheus/_verdicts.py",
+        ("tests/test_guards.py", "tests/test_one_parser.py"),
+    ),
+    "streams": (
+        "exporters/prometheus/_streams.py",
+        ("tests/test_one_parser.py", "tests/test_slots.py", "tests/test_hardening.py"),
+    ),
+    "http-metrics": ("_http_metrics.py", ("tests/test_http_middleware.py",)),
 }
 KILLED = {1, 3, 24, -24, 36, 37, 152, 255}
 SURVIVED = {0}
@@ -69,6 +108,18 @@ class Score:
         return 100.0 * self.killed / self.counted if self.counted else 100.0
 
 
+def _pytest_settings() -> str:
+    """
+    The project's own pytest settings (warnings as errors, the hang guard, markers),
+    so a mutant is judged as the real suite would judge it.
+    """
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"][
+        "ini_options"
+    ]
+    # json.dumps writes strings, numbers, booleans and lists as TOML reads them.
+    return "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+
+
 def _pyproject(module: str, tests: tuple[str, ...]) -> str:
     listed = ", ".join(json.dumps(t) for t in tests)
     return f"""
@@ -80,9 +131,7 @@ pytest_add_cli_args_test_selection = [{listed}]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
 
 [tool.pytest.ini_options]
-testpaths = ["tests"]
-asyncio_mode = "strict"
-asyncio_default_fixture_loop_scope = "function"
+{_pytest_settings()}
 """
 
 
@@ -115,6 +164,8 @@ def run_module(name: str, mutmut: str) -> Score:
     scratch.mkdir(parents=True)
     shutil.copytree(ROOT / "src", scratch / "src")
     shutil.copytree(ROOT / "tests", scratch / "tests")
+    # The middleware's tests run the example applications.
+    shutil.copytree(ROOT / "examples", scratch / "examples")
     (scratch / "pyproject.toml").write_text(_pyproject(module, tests))
     green = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],

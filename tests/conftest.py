@@ -4,9 +4,11 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -130,6 +132,23 @@ def run_python(code: str) -> str:
         timeout=240,
         check=True,
     ).stdout
+
+
+def get_when_served(url: str, within: float = 60.0) -> httpx.Response:
+    """
+    GET ``url`` once something listens there: a server that binds after start-up
+    returns (a multi-process group's serving member takes its port within a poll)
+    refuses connections until then. Only a refused connection is retried, so no
+    request the server saw is sent twice.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return httpx.get(url, timeout=30)
+        except httpx.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

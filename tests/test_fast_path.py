@@ -91,8 +91,13 @@ def collected(started: ron_metrics.Runtime) -> dict[tuple[str, str], Any]:
     return out
 
 
-attribute_sets = st.dictionaries(
-    st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=3
+# Plus, sometimes, an attribute the allowlists drop, different on nearly every call.
+attribute_sets = st.builds(
+    lambda kept, dropped: {**kept, **dropped},
+    st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=3),
+    st.dictionaries(
+        st.just("user.id"), st.one_of(st.integers(), st.text(max_size=4)), max_size=1
+    ),
 )
 operations = st.lists(
     st.tuples(
@@ -116,6 +121,7 @@ cardinalities = st.fixed_dictionaries(
             [
                 {},
                 {"jobs": {"attributes": ["a"], "max_series": 2}},
+                {"jobs": {"attributes": ["a", "b"]}, "payload": {"attributes": ["c"]}},
                 {"payload": {"buckets": [1.0, 5.0, 50.0]}},
                 {"temperature": {"drop": True}},
                 {"work.*": {"max_series": 1}},
@@ -137,6 +143,36 @@ def test_fast_path_collects_what_the_sdk_path_collects(
             instruments = _instruments(started.get_meter("app"))
             for kind, value, attributes in operations:
                 _apply(instruments[kind], kind, value, attributes)
+            results.append(collected(started))
+    assert results[0] == results[1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sets=st.lists(
+        st.fixed_dictionaries(
+            {"a": st.integers(0, 400), "b": st.sampled_from([200, "200", 200.0, True])},
+            optional={"user.id": st.integers()},
+        ),
+        min_size=50,
+        max_size=400,
+    ),
+    allowlist=st.sampled_from([None, ["a", "b"], ["b"]]),
+)
+def test_long_overflow_runs_match_the_sdk(
+    sets: list[dict[str, Any]], allowlist: list[str] | None
+) -> None:
+    """Hundreds of sets past a limit of 5, typed values, varying dropped keys."""
+    cardinality: dict[str, Any] = {"max_series": 5}
+    if allowlist is not None:
+        cardinality["default_attributes"] = allowlist
+    results = []
+    for fast in (True, False):
+        with runtime(fast, cardinality) as started:
+            instruments = _instruments(started.get_meter("app"))
+            for attributes in sets:
+                instruments["counter"].add(1, attributes)
+                instruments["histogram"].record(3, attributes)
             results.append(collected(started))
     assert results[0] == results[1]
 
@@ -270,7 +306,9 @@ def test_invalid_values_are_dropped_by_bound_handles(fast: bool) -> None:
 class TestStreamInternals:
     """The stream's bookkeeping, checked directly (the results above cannot see it)."""
 
-    def stream(self, kind: str = "sum", limit: int = 10) -> Any:
+    def stream(
+        self, kind: str = "sum", limit: int = 10, keys: frozenset[str] | None = None
+    ) -> Any:
         from ron_metrics.fast.stream import Stream
 
         bounds = (1.0, 5.0) if kind == "histogram" else ()
@@ -280,13 +318,21 @@ class TestStreamInternals:
             unit="",
             kind=kind,
             monotonic=True,
-            attribute_keys=None,
+            attribute_keys=keys,
             limit=limit,
             bounds=bounds,
         )
 
+    @staticmethod
+    def refuse_resolving(stream: Any) -> None:
+        def refuse(*_args: Any) -> Any:
+            raise AssertionError("resolved again")
+
+        stream._resolve = refuse
+
     def test_series_keys(self) -> None:
-        """String sets key by their sorted pairs; others by the SDK's typed key."""
+        """String sets key by their sorted pairs, other plain values with their
+        types, anything else by the SDK's typed key; the shapes never meet."""
         from opentelemetry.sdk.metrics._internal._view_instrument_match import (
             _hash_attributes,
         )
@@ -294,27 +340,40 @@ class TestStreamInternals:
         from ron_metrics.fast.stream import _series_key
 
         assert _series_key({"b": "2", "a": "1"}) == (("a", "1"), ("b", "2"))
-        assert _series_key({"n": 1}) == _hash_attributes({"n": 1})
+        assert _series_key({"n": 1, "a": "x"}) == (
+            "typed",
+            (("a", str, "x"), ("n", int, 1)),
+        )
         assert _series_key({"n": 1}) != _series_key({"n": True})
+        assert _series_key({"n": 1}) != _series_key({"n": 1.0})
+        assert _series_key({"s": ("p", 1)}) == _hash_attributes({"s": ("p", 1)})
 
     def test_seen_sets_are_remembered_by_their_spelling(self) -> None:
         """A resolved set is found again in one lookup, typed sets with their types."""
+        from ron_metrics.fast.stream import Typed
+
         stream = self.stream()
         text = stream.cell({"a": "x"})
         number = stream.cell({"n": 1})
         stream.cell({"seq": ["p", 1]})  # sequences are never remembered
-        assert stream.aliases == {(("a", "x"),): text}
-        assert stream.typed_aliases == {(("n", 1),): (number, (int,))}
+        assert stream.aliases == {
+            (("a", "x"),): text,
+            (("n", 1),): Typed({(int,): number}),
+        }
         assert stream.cell({"n": True}) is not number
+        assert stream.cell({"n": 1.0}) is not number
         assert stream.cell({"n": 1}) is number
         assert stream.cell({"a": "x"}) is text
 
-    def test_remembered_sets_are_bounded(self) -> None:
-        """Spellings beyond a few per series are forgotten, not kept forever."""
-        stream = self.stream(limit=1)
-        for index in range(50):
-            stream.cell({f"k{index}": "v"})
-        assert len(stream.aliases) + len(stream.typed_aliases) <= 4 * 2 + 1
+    def test_remembered_sets_are_bounded_and_never_wiped(self) -> None:
+        """Past a few spellings per series nothing more is kept; nothing is dropped."""
+        stream = self.stream(limit=3, keys=frozenset({"a", "b"}))
+        # "b" absent: the caller's spelling is remembered, and it varies.
+        first = stream.cell({"a": "x", "user.id": "u0"})
+        for index in range(1, 200):
+            assert stream.cell({"a": "x", "user.id": f"u{index}"}) is first
+        assert len(stream.aliases) == 4 * 4
+        assert stream.aliases[(("a", "x"), ("user.id", "u0"))] is first
 
     def test_points_carry_times_bounds_and_no_exemplars(self) -> None:
         """Start ≤ collection time; histogram bounds, min/max; empty exemplars."""
@@ -363,15 +422,47 @@ class TestStreamInternals:
         """After the first resolve, a known spelling never resolves again."""
         stream = self.stream()
         text, number = stream.cell({"a": "x"}), stream.cell({"n": 1})
-
-        def refuse(*_args: Any) -> Any:
-            raise AssertionError("resolved again")
-
-        stream._resolve = refuse
+        self.refuse_resolving(stream)
         assert stream.cell({"a": "x"}) is text
         assert stream.cell({"n": 1}) is number
-        key = next(iter(stream._cells))
-        assert next(iter(stream.aliases)) is key  # one tuple for both maps
+
+    def test_kept_values_find_the_series_whatever_else_is_passed(self) -> None:
+        """With an allowlist, the kept values find the series: a dropped attribute
+        that varies, another key order, a new dict — no resolve after the first."""
+        stream = self.stream(keys=frozenset({"code", "route"}))
+        first = stream.cell({"route": "/a", "code": 200, "user.id": "u0"})
+        as_text = stream.cell({"route": "/a", "code": "200"})
+        as_bool = stream.cell({"route": "/a", "code": True})
+        assert len({id(first), id(as_text), id(as_bool)}) == 3
+        self.refuse_resolving(stream)
+        for index in range(100):
+            assert (
+                stream.cell({"code": 200, "route": "/a", "user.id": f"u{index}"})
+                is first
+            )
+            assert stream.cell({"route": "/a", "code": "200", "n": index}) is as_text
+        assert first.attributes == {"code": 200, "route": "/a"}
+
+    @pytest.mark.parametrize(
+        "keys", [None, frozenset({"a", "n"})], ids=["all", "allowlist"]
+    )
+    def test_past_the_limit_new_sets_go_to_overflow_without_resolving(
+        self, keys: frozenset[str] | None
+    ) -> None:
+        """At the limit a plain new set lands in the overflow series directly, and
+        a known series in a new spelling is still found; nothing is remembered."""
+        stream = self.stream(limit=2, keys=keys)
+        one = stream.cell({"a": "x", "n": 1})
+        two = stream.cell({"a": "y", "n": 1})
+        overflow = stream.cell({"a": "z", "n": 1})
+        assert overflow.attributes == {"otel.metric.overflow": True}
+        remembered = len(stream.aliases) + len(stream.kept)
+        self.refuse_resolving(stream)
+        for index in range(200):
+            assert stream.cell({"a": f"new{index}", "n": index}) is overflow
+        assert stream.cell({"n": 1, "a": "x"}) is one  # another key order
+        assert stream.cell({"a": "y", "n": 1}) is two
+        assert len(stream.aliases) + len(stream.kept) <= remembered + 1
 
     def test_sequences_of_equal_but_different_values_stay_apart(self) -> None:
         """("p", 1) and ("p", True) are two series; unhashable lists are cleaned."""
@@ -383,11 +474,11 @@ class TestStreamInternals:
         assert listed.attributes == {"s": ("q", 2)}
 
     def test_typed_spellings_are_bounded_too(self) -> None:
-        """Number-valued spellings are forgotten like string ones."""
+        """Number-valued spellings past the limit are not remembered either."""
         stream = self.stream(limit=1)
         for index in range(50):
             stream.cell({"n": index})
-        assert len(stream.typed_aliases) <= 4 * 2 + 1
+        assert len(stream.aliases) <= 4 * 2
 
     def test_sum_and_gauge_points(self) -> None:
         """Cumulative sums with their monotonicity; gauges as gauges; full points."""

@@ -37,7 +37,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import clean_env, stop_process
+from conftest import clean_env, get_when_served, stop_process
 from ron_metrics.multiprocess.store import MemberStore, series_key
 from ron_metrics.testing import reserved_port
 from test_promtool import promtool_check
@@ -141,7 +141,8 @@ def _live() -> Iterator[LiveGroup]:
         live = LiveGroup(
             directory, f"http://127.0.0.1:{port}/metrics", stderr, itertools.count()
         )
-        assert _jobs(live.scrape()) == HONEST_TOTAL  # the floor every check holds to
+        first = get_when_served(live.url)
+        assert _jobs(first.text) == HONEST_TOTAL  # the floor every check holds to
         yield live
     finally:
         # The workers are the parent's children: stopping it by PID ends their sleep

@@ -17,11 +17,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import httpx
 import pytest
 from opentelemetry.sdk.resources import Resource
 
-from conftest import clean_env, stop_process
+from conftest import clean_env, get_when_served, stop_process
 from ron_metrics import ConfigError
 from ron_metrics.multiprocess import group as group_module
 from ron_metrics.multiprocess.group import Group
@@ -266,7 +265,7 @@ def test_forked_children_join_the_group(tmp_path: Path) -> None:
             ready |= line.strip() == "ready"
             if ready and len(children) == 3:
                 break
-        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        body = get_when_served(f"http://127.0.0.1:{port}/metrics").text
         assert "jobs_total 31.0" in body  # 1 (parent) + 3 x 10, none counted twice
         assert len(list((tmp_path / "group").glob("member-*.db"))) == 4
     finally:
@@ -562,3 +561,126 @@ class TestForgedValues:
         ]:
             with pytest.raises(ValueError, match="record"):
                 check_key(key, values)
+
+
+class TestGuardRules:
+    """The admission rules and the totals floor, value by value."""
+
+    HISTOGRAM = _key("histogram")  # bounds (1, 5): sum, min, max, 3 buckets
+
+    def test_a_counter_going_back_is_refused_and_its_last_value_stands(self) -> None:
+        from ron_metrics.multiprocess.guard import ValueGuard
+
+        guard = ValueGuard()
+        assert not guard.has_values()
+        first, second = _key("counter", name="a"), _key("counter", name="b")
+        assert guard.admit([(first, (3.0,)), (second, (1.0,))]) == [
+            (first, (3.0,)),
+            (second, (1.0,)),
+        ]
+        assert guard.has_values() and guard.refused == 0
+        assert guard.admit([(first, (2.0,)), (second, (0.0,))]) == [
+            (first, (3.0,)),
+            (second, (1.0,)),
+        ]
+        assert guard.refused == 2
+        assert guard.admit([(first, (3.0,))]) == [(first, (3.0,))]  # equal is fine
+        assert guard.refused == 2
+
+    @pytest.mark.parametrize("kind", ["updown", "oupdown"])
+    def test_live_values_only_refuse_nan(self, kind: str) -> None:
+        from ron_metrics.multiprocess.guard import ValueGuard
+
+        guard = ValueGuard()
+        key = _key(kind)
+        assert guard.admit([(key, (5.0,))]) == [(key, (5.0,))]
+        assert guard.admit([(key, (-7.5,))]) == [(key, (-7.5,))]  # may go down
+        assert guard.admit([(key, (math.nan,))]) == [(key, (-7.5,))]
+        assert guard.refused == 1
+
+    @pytest.mark.parametrize(
+        ("values", "admitted"),
+        [
+            ((1.5, math.inf, -math.inf, 0, 0, 0), True),  # nothing observed yet
+            ((9.0, 0.5, 8.5, 1, 0, 1), True),
+            ((math.nan, 0.5, 8.5, 1, 0, 1), False),  # sum not finite
+            ((math.inf, 0.5, 8.5, 1, 0, 1), False),
+            ((9.0, 0.5, 8.5, -1, 0, 1), False),  # first bucket negative
+            ((9.0, 0.5, 8.5, 1, 0, math.nan), False),  # last bucket NaN
+        ],
+    )
+    def test_histogram_values(self, values: tuple[float, ...], admitted: bool) -> None:
+        from ron_metrics.multiprocess.guard import ValueGuard
+
+        guard = ValueGuard()
+        assert bool(guard.admit([(self.HISTOGRAM, values)])) is admitted
+
+    @pytest.mark.parametrize("bucket", [3, 4, 5])
+    def test_a_histogram_bucket_going_back_is_refused(self, bucket: int) -> None:
+        from ron_metrics.multiprocess.guard import ValueGuard
+
+        guard = ValueGuard()
+        before = (9.0, 0.5, 8.5, 2.0, 2.0, 2.0)
+        guard.admit([(self.HISTOGRAM, before)])
+        lower = list(before)
+        lower[bucket] = 1.0
+        lower[0] = 20.0  # the sum grew: only the bucket is wrong
+        assert guard.admit([(self.HISTOGRAM, tuple(lower))]) == [
+            (self.HISTOGRAM, before)
+        ]
+        grown = (20.0, 0.1, 30.0, 2.0, 2.0, 3.0)  # min and max move freely
+        assert guard.admit([(self.HISTOGRAM, grown)]) == [(self.HISTOGRAM, grown)]
+
+    @pytest.mark.parametrize(
+        "key",
+        [
+            '["a","b","c","counter","",""]',  # too few fields
+            '["a","b","c","weird","","",[1.0],[]]',  # unknown kind with bounds
+            '["a","b","c","histogram","","",null,[]]',  # histogram without bounds
+            '["a","b","c",7,"","",null,[]]',  # kind not a string
+        ],
+    )
+    def test_keys_that_are_not_series_keys(self, key: str) -> None:
+        from ron_metrics.multiprocess.guard import check_key
+
+        with pytest.raises(ValueError, match="record's key"):
+            check_key(key, (1.0, 2.0, 3.0, 4.0, 5.0))
+
+    def test_the_floor_holds_falling_totals_once(self) -> None:
+        from ron_metrics.multiprocess.guard import TotalsFloor
+        from ron_metrics.multiprocess.merge import Merged
+
+        floor = TotalsFloor()
+        counter, gauge = _key("counter"), _key("gauge")
+        hist = self.HISTOGRAM
+
+        def merged(count: float, hist_values: list[float]) -> dict[str, Merged]:
+            return {
+                counter: Merged("counter", [count]),
+                gauge: Merged("gauge", [1.0, 0.0]),
+                hist: Merged("histogram", hist_values),
+            }
+
+        base = [10.0, 20.0, 30.0, 1.0, 1.0, 1.0]
+        assert floor.hold(merged(5, base)) == 0
+        assert floor.hold(merged(5, list(base))) == 0  # unchanged is not held
+        # min (index 1) below the old sum, sum below the old min: neither is a fall.
+        moved = [15.0, 0.5, 40.0, 1.0, 1.0, 1.0]
+        assert floor.hold(merged(6, moved)) == 0
+        now = merged(4, moved)
+        assert floor.hold(now) == 1
+        assert now[counter].values == [6]
+        assert floor.hold(merged(4, moved)) == 0  # still held: counted once
+        for index, value in [(0, 14.0), (3, 0.0), (4, 0.0), (5, 0.0)]:
+            fallen = list(moved)
+            fallen[index] = value
+            now = merged(6, fallen)
+            assert floor.hold(now) == 1, index
+            assert now[hist].values == moved
+            assert floor.hold(merged(6, moved)) == 0
+        grown = merged(6, [15.0, 0.5, 40.0, 1.0, 1.0, 1.0, 0.0])  # a new layout
+        assert floor.hold(grown) == 1
+        missing: dict[str, Merged] = {}
+        assert floor.hold(missing) == 1  # the histogram was held already
+        assert missing[hist].values == moved
+        assert missing[counter].values == [6] and gauge not in missing

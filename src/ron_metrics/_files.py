@@ -36,9 +36,7 @@ class NotReadableError(ValueError):
         super().__init__(f"{path!r} {why}")
 
 
-def open_outside_file(
-    path: str | os.PathLike[str], *, follow_symlinks: bool = True
-) -> int:
+def open_outside_file(path: str | os.PathLike[str], *, follow_symlinks: bool) -> int:
     """
     A descriptor of the regular file at ``path``, opened without blocking.
 

@@ -16,9 +16,10 @@ workloads through both and compares the collected data points.
 from __future__ import annotations
 
 import math
+import operator
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.attributes import _clean_attribute_value
@@ -40,23 +41,43 @@ from opentelemetry.sdk.metrics.export import (
 __all__ = ["Cell", "HistogramCell", "Stream"]
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
-# Remembered raw attribute sets per stream beyond its series (then forgotten and
-# re-learnt): the same series reached with keys in another order, or other spellings.
-_ALIAS_SLACK = 4
-
+# Remembered spellings per stream beyond one per series (another key order, a
+# dropped attribute): once this many are kept, further ones are resolved each
+# time instead of remembered — the memory stays bounded and nothing is wiped.
+_SPARE_PER_SERIES = 4
+# Value types whose equality within the same type is identity of the attribute
+# value: a set of these, of known types, is exactly one series.
+_SCALARS = frozenset({str, int, float, bool})
 
 _NO_EXEMPLARS: tuple[Any, ...] = ()
+
+
+class Typed(dict[Any, Any]):
+    """
+    A remembered set holding non-string values: ``1``, ``1.0`` and ``True`` are
+    equal in Python but different series, so the cell is chosen by the value types.
+    """
+
+    __slots__ = ()
 
 
 def _series_key(attributes: Mapping[str, Any]) -> Any:
     """
     The key telling series apart: for string values the sorted pairs themselves
-    (compact, and usually the caller's own spelling), else the SDK's typed key
-    (1, 1.0 and True are different series). The two shapes can never be equal.
+    (compact, and usually the caller's own spelling); for other scalars the pairs
+    with each value's type (1, 1.0 and True are different series); else the SDK's
+    typed key. The three shapes can never be equal.
     """
-    if all(type(v) is str for v in attributes.values()):
+    types = set(map(type, attributes.values()))
+    if types <= {str}:
         return tuple(sorted(attributes.items()))
+    if types <= _SCALARS:
+        return ("typed", tuple(sorted((k, type(v), v) for k, v in attributes.items())))
     return _hash_attributes(attributes)
+
+
+def _types_of(values: Iterable[Any]) -> tuple[type, ...]:
+    return tuple(map(type, values))
 
 
 def _point(cls: type[Any], **fields: Any) -> Any:
@@ -165,13 +186,23 @@ class Stream:
         self._limit = limit
         self.bounds = bounds
         self._cells: dict[Any, Cell | HistogramCell] = {}
-        # Raw attribute tuples already resolved: string-valued ones directly; others
-        # with the value types they had (1, 1.0 and True are equal in Python but
-        # different series), checked on every hit.
-        self.aliases: dict[Any, Cell | HistogramCell] = {}
-        self.typed_aliases: dict[
-            Any, tuple[Cell | HistogramCell, tuple[type, ...]]
-        ] = {}
+        self._overflow: Cell | HistogramCell | None = None
+        # Remembered sets, each to a cell (string values) or a Typed (others):
+        # ``kept`` by the values of the allowlisted keys (in sorted key order), for
+        # calls passing every one of them in a dict — whatever else they pass, so a
+        # dropped attribute that varies costs nothing; ``aliases`` by the caller's
+        # own spelling, for every other call.
+        self.kept: dict[Any, Any] = {}
+        self.aliases: dict[Any, Any] = {}
+        self._spare = _SPARE_PER_SERIES * (limit + 1)
+        names = sorted(attribute_keys) if attribute_keys else ()
+        self._names = names
+        self.getter: Callable[[Mapping[str, Any]], Any] | None = (
+            operator.itemgetter(*names) if names else None
+        )
+        # One allowlisted key: the getter answers the value itself, not a tuple.
+        self.single = len(names) == 1
+        self._types_of_kept: Callable[[Any], Any] = type if self.single else _types_of
         self._lock = threading.Lock()
 
     # -- finding the cell ------------------------------------------------------
@@ -180,21 +211,73 @@ class Stream:
         """
         The cell ``attributes`` lands in (allowlist, key, limit applied once per set).
         """
-        raw = tuple(attributes.items()) if attributes else ()
+        getter = self.getter
+        if getter is not None and attributes.__class__ is dict:
+            try:
+                key = getter(attributes)
+                entry = self.kept.get(key)
+            except (KeyError, TypeError):  # a kept key absent; an unhashable value
+                pass
+            else:
+                return self.find_kept(attributes, key, entry)
         try:
-            found = self.aliases.get(raw)
-            if found is not None:
-                return found
-            typed = self.typed_aliases.get(raw)
+            raw = tuple(attributes.items()) if attributes else ()
+            entry = self.aliases.get(raw)
         except TypeError:  # an unhashable value (a list): decided the long way
-            return self._resolve(attributes, None)
-        if typed is not None and typed[1] == tuple(type(v) for _, v in raw):
-            return typed[0]
-        return self._resolve(attributes, raw)
+            return self._resolve(attributes)
+        return self.find_raw(attributes, raw, entry)
 
-    def _resolve(
-        self, attributes: Mapping[str, Any] | None, raw: tuple[Any, ...] | None
+    def find_kept(self, attributes: Any, key: Any, entry: Any) -> Cell | HistogramCell:
+        """The cell of a call that passed every allowlisted key (``key``: their values)."""
+        if entry is not None:
+            if entry.__class__ is not Typed:
+                return entry  # type: ignore[no-any-return]
+            found = entry.get(self._types_of_kept(key))
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        if self._overflow is not None and self._kept_is_exact(key):
+            # At the limit, a set of plain values not remembered is a new series:
+            # every series with these keys is remembered under its values.
+            return self._overflow
+        return self._resolve(attributes)
+
+    def find_raw(
+        self, attributes: Any, raw: tuple[Any, ...], entry: Any
     ) -> Cell | HistogramCell:
+        """The cell of any other call (``raw``: its attributes as it spelled them)."""
+        if entry is not None:
+            if entry.__class__ is not Typed:
+                return entry  # type: ignore[no-any-return]
+            found = entry.get(_types_of(attributes.values()))
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        if self._overflow is not None and (known := self._known(attributes)):
+            # At the limit: a plain set is looked up by its series key, without
+            # the SDK's cleaning; one that is not a series is the overflow's.
+            return known
+        found = self._resolve(attributes)
+        if found is not self._overflow:
+            self._remember_raw(raw, attributes, found)
+        return found
+
+    def _known(self, attributes: Any) -> Cell | HistogramCell | None:
+        if (
+            self._keys is not None
+            or attributes.__class__ is not dict
+            or not set(map(type, attributes)) <= {str}
+            or "" in attributes
+            or not set(map(type, attributes.values())) <= _SCALARS
+        ):
+            return None
+        return self._cells.get(_series_key(attributes)) or self._overflow
+
+    def _kept_is_exact(self, key: Any) -> bool:
+        types = self._types_of_kept(key)
+        if type(types) is type:
+            return types in _SCALARS
+        return set(types) <= _SCALARS
+
+    def _resolve(self, attributes: Mapping[str, Any] | None) -> Cell | HistogramCell:
         cleaned: Mapping[str, Any] = (
             _clean_attribute_value(attributes, None)
             if isinstance(attributes, Mapping)
@@ -209,31 +292,59 @@ class Stream:
             found = self._cells.get(key)
             if found is None:
                 if len(self._cells) >= self._limit:
-                    key = _OVERFLOW_KEY
-                    cleaned = dict(_OVERFLOW_ATTRIBUTES)
-                    found = self._cells.get(key)
-                if found is None:
+                    found = self._overflow_cell()
+                else:
                     found = self._cells[key] = self._new_cell(cleaned)
-            if raw is not None:
-                self._remember(raw, found, key)
+                    self._remember_kept(cleaned, found)
         return found
 
-    def _remember(
-        self, raw: tuple[Any, ...], found: Cell | HistogramCell, key: Any
+    def _overflow_cell(self) -> Cell | HistogramCell:
+        if self._overflow is None:
+            overflow = self._cells.get(_OVERFLOW_KEY)
+            if overflow is None:
+                overflow = self._new_cell(dict(_OVERFLOW_ATTRIBUTES))
+                self._cells[_OVERFLOW_KEY] = overflow
+            self._overflow = overflow
+        return self._overflow
+
+    def _remember_kept(
+        self, cleaned: Mapping[str, Any], found: Cell | HistogramCell
     ) -> None:
-        if raw == key:
-            raw = key  # a sorted string-valued set is its own key: one tuple kept
-        types = tuple(type(v) for _, v in raw)
-        if any(t is tuple or t is list for t in types):
+        # Under the stream lock, for each new series: every series holding all the
+        # allowlisted keys with plain values is found by those values from now on.
+        names = self._names
+        if not names or len(cleaned) != len(names):
+            return
+        values = tuple(cleaned[name] for name in names)
+        types = _types_of(values)
+        if not set(types) <= _SCALARS:
+            return
+        key = values[0] if len(names) == 1 else values
+        if set(types) == {str}:
+            self.kept[key] = found
+            return
+        entry = self.kept.get(key)
+        if entry is None or entry.__class__ is not Typed:
+            entry = self.kept[key] = Typed()
+        entry[types[0] if len(names) == 1 else types] = found
+
+    def _remember_raw(
+        self, raw: tuple[Any, ...], attributes: Any, found: Cell | HistogramCell
+    ) -> None:
+        types = _types_of(attributes.values()) if attributes else ()
+        if tuple in types or list in types:
             return  # sequences of mixed types: equal tuples, different series
-        if len(self.aliases) + len(self.typed_aliases) > _ALIAS_SLACK * (
-            self._limit + 1
-        ):
-            self.aliases, self.typed_aliases = {}, {}
-        if all(t is str for t in types):
-            self.aliases[raw] = found
-        else:
-            self.typed_aliases[raw] = (found, types)
+        with self._lock:
+            if self._spare <= 0:
+                return  # bounded: resolved each time from now on, nothing wiped
+            self._spare -= 1
+            if set(types) <= {str}:
+                self.aliases[raw] = found
+                return
+            entry = self.aliases.get(raw)
+            if entry is None or entry.__class__ is not Typed:
+                entry = self.aliases[raw] = Typed()
+            entry[types] = found
 
     def _new_cell(self, attributes: Mapping[str, Any]) -> Cell | HistogramCell:
         shared = self._shared(self.kind, attributes) if self._shared else None

@@ -16,6 +16,7 @@ member file; the merge takes only what an honest member could hold:
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 
 from ron_metrics.multiprocess.merge import Merged
@@ -111,7 +112,8 @@ class ValueGuard:
         if last is None:
             return True
         before = last if kind in _MONOTONIC else last[3:]
-        return all(now >= then for now, then in zip(counts, before, strict=True))
+        # Same key, same layout (checked above): the lengths match.
+        return all(map(operator.ge, counts, before))
 
 
 class TotalsFloor:
@@ -149,5 +151,5 @@ def _not_below(kind: str, now: list[float], last: tuple[float, ...]) -> bool:
         # Sum and bucket counts (min and max move both ways between members).
         if len(now) != len(last) or now[0] < last[0]:
             return False
-        return all(a >= b for a, b in zip(now[3:], last[3:], strict=True))
+        return all(map(operator.ge, now[3:], last[3:]))
     return now[0] >= last[0]
