@@ -45,6 +45,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "health": ("health.py", ("tests/test_health.py",)),
     "fast-stream": ("fast/stream.py", ("tests/test_fast_path.py",)),
     "group-merge": ("multiprocess/merge.py", ("tests/test_multiprocess.py",)),
+}
+# Measured on request (named on the command line) until they hold the gate, then
+# moved up into MODULES.
+CANDIDATES: dict[str, tuple[str, tuple[str, ...]]] = {
     "files": ("_files.py", ("tests/test_files.py",)),
     "safety": (
         "safety.py",
@@ -158,7 +162,7 @@ def _text_only(diff: str) -> bool:
 
 
 def run_module(name: str, mutmut: str) -> Score:
-    module, tests = MODULES[name]
+    module, tests = {**MODULES, **CANDIDATES}[name]
     scratch = WORK / name
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -227,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("modules", nargs="*", choices=[*MODULES, []], default=[])
+    parser.add_argument(
+        "modules", nargs="*", choices=[*MODULES, *CANDIDATES, []], default=[]
+    )
     parser.add_argument("--gate", type=float, default=GATE)
     parser.add_argument("--show-survivors", action="store_true")
     args = parser.parse_args(argv)
