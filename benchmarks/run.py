@@ -30,6 +30,7 @@ import multiprocess_bench
 import otlp_bench
 import report
 import scrape
+import shapes
 from common import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,7 @@ class Plan:
     group_ops: int
     middleware_requests: int
     fast_ops: int
+    shape_ops: int
 
 
 FULL = Plan(
@@ -70,6 +72,7 @@ FULL = Plan(
     group_ops=20_000,
     middleware_requests=20_000,
     fast_ops=100_000,
+    shape_ops=20_000,
 )
 SMOKE = Plan(
     ops=500,
@@ -87,6 +90,7 @@ SMOKE = Plan(
     group_ops=500,
     middleware_requests=300,
     fast_ops=2_000,
+    shape_ops=300,
 )
 
 
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         len(paths)
         for paths in (["/healthz", "/metrics"], ["/metrics"], ["/healthz", "/metrics"])
     ) * len(plan.connections)
-    progress = Progress(total=11 + wrk_steps)
+    progress = Progress(total=12 + wrk_steps)
     command = "python benchmarks/run.py" + (" --smoke" if args.smoke else "")
     results: dict[str, Any] = {"env": environment(command), "smoke": args.smoke}
     progress.step("hot path: counters, histograms, dropped attribute, overflow")
@@ -178,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     results["fastpath"] = fastpath_bench.measure(
         plan.fast_ops, plan.repeats, 10_000 if not args.smoke else 500
     )
+    progress.step("every call shape: ours vs raw SDK vs prometheus_client vs a floor")
+    results["shapes"] = shapes.measure(plan.shape_ops, plan.repeats)
     progress.step("report and plots")
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = report.write(results, args.out)

@@ -30,6 +30,13 @@ def test_benchmark_suite_runs_in_smoke_mode(tmp_path: Path) -> None:
     assert "## Targets" in report
     assert "| ron-metrics (prometheus) |" in report
     assert "naive OTel (PrometheusMetricReader + generate_latest)" in report
+    # The headline is the worst realistic shape, and every shape has its row.
+    assert (
+        "**Headline — the worst realistic call shape** (3 attrs, new dict, int status"
+        in report
+    )
+    assert "| 5 attrs, new dict, int status |" in report
+    assert "1,000 rotating sets past max_series 100 |" in report
     for plot in (
         "bench-hotpath-counter.png",
         "bench-hotpath-histogram.png",
@@ -65,3 +72,20 @@ def test_attack_drills_run_in_smoke_mode(tmp_path: Path) -> None:
     assert text.endswith("tail\n")
     for drill in ("Slowloris", "Flood", "Cardinality bomb", "Collector down"):
         assert f"**{drill}**" in text
+
+
+def test_benchmark_prose_states_no_figures() -> None:
+    """Figures live in tables of the same run; prose that states one is refused."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import report  # type: ignore[import-not-found]  # a script directory
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    report.check_prose(report.READING)
+    for stale in (
+        "cuts the p99 by 86 ms",
+        "8.5 MiB per 10k series",
+        "0.31\u00d7 the peer",
+    ):
+        with pytest.raises(ValueError, match="prose states a figure"):
+            report.check_prose(stale)
