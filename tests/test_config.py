@@ -756,3 +756,192 @@ class TestDigestAndAliases:
         )
         with pytest.raises(ConfigError, match="both are set"):
             load_config(path, env={})
+
+
+class TestEnvironmentProblems:
+    """Each bad environment value is one problem naming its variable and saying why."""
+
+    @pytest.mark.parametrize(
+        ("env", "key", "why"),
+        [
+            (
+                {"OTEL_METRICS_EXPORTER": "bogus"},
+                "OTEL_METRICS_EXPORTER",
+                "unsupported value 'bogus'",
+            ),
+            (
+                {"OTEL_RESOURCE_ATTRIBUTES": "novalue"},
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "must be a list of key=value pairs",
+            ),
+            (
+                {"OTEL_EXPORTER_OTLP_HEADERS": "no-equals-sign"},
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "must be a list of key=value pairs",
+            ),
+            (
+                {"OTEL_METRIC_EXPORT_INTERVAL": "0"},
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                "must be a positive integer of milliseconds",
+            ),
+            (
+                {"OTEL_METRIC_EXPORT_TIMEOUT": "ten"},
+                "OTEL_METRIC_EXPORT_TIMEOUT",
+                "must be a positive integer of milliseconds",
+            ),
+            (
+                {"OTEL_EXPORTER_OTLP_TIMEOUT": "-5"},
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                "must be a positive integer of milliseconds",
+            ),
+            (
+                {
+                    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": "nope",
+                },
+                "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+                "only 'explicit_bucket_histogram' is supported",
+            ),
+            (
+                {
+                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://c:4318/v1/metrics",
+                    "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                },
+                "OTEL_EXPORTER_OTLP_INSECURE",
+                "'true' contradicts an https:// endpoint",
+            ),
+            (
+                {"RON_METRICS_SERVICE__NAME": "[" * 40 + "]" * 40},
+                "RON_METRICS_SERVICE__NAME",
+                "the value",
+            ),
+        ],
+    )
+    def test_the_problem_names_the_variable(
+        self, env: dict[str, str], key: str, why: str
+    ) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={"OTEL_SERVICE_NAME": "s", **env})
+        assert caught.value.keys == (key,)
+        assert why in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("value", "kind"),
+        [
+            ("prometheus, otlp", "both"),
+            ("OTLP", "otlp"),
+            ("none", "none"),
+        ],
+    )
+    def test_exporter_lists_in_any_order_and_case(self, value: str, kind: str) -> None:
+        config = load_config(
+            env={"OTEL_SERVICE_NAME": "s", "OTEL_METRICS_EXPORTER": value}
+        )
+        assert config.exporter.kind == kind
+
+    def test_the_smallest_positive_interval_is_accepted(self) -> None:
+        config = load_config(
+            env={"OTEL_SERVICE_NAME": "s", "OTEL_METRIC_EXPORT_INTERVAL": "1"}
+        )
+        assert config.exporter.otlp.interval == 0.001
+
+    def test_the_default_histogram_aggregation_may_be_spelled_in_capitals(self) -> None:
+        env = {
+            "OTEL_SERVICE_NAME": "s",
+            "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": (
+                " Explicit_Bucket_Histogram "
+            ),
+        }
+        assert load_config(env=env).service.name == "s"
+
+    def test_empty_items_in_a_list_are_skipped(self) -> None:
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "s",
+                "OTEL_EXPORTER_OTLP_HEADERS": "a=1, ,,b=2",
+            }
+        )
+        assert config.exporter.otlp.headers == {"a": "1", "b": "2"}
+
+    def test_an_undecodable_environment_value_is_a_clear_problem(self) -> None:
+        """os.environ holds undecodable bytes as surrogates: refused by name, unshown."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(
+                env={
+                    "OTEL_SERVICE_NAME": "s",
+                    "RON_METRICS_SERVICE__BUILD_VERSION": "v1secret\udcff",
+                }
+            )
+        assert "RON_METRICS_SERVICE__BUILD_VERSION" in caught.value.keys
+        assert "is not UTF-8" in str(caught.value)
+        assert "secret" not in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("env", "bind"),
+        [
+            ({"OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.2"}, "127.0.0.2:9464"),
+            ({"OTEL_EXPORTER_PROMETHEUS_PORT": "9999"}, "127.0.0.1:9999"),
+            ({"OTEL_EXPORTER_PROMETHEUS_HOST": "::1"}, "[::1]:9464"),
+            (
+                {
+                    "OTEL_EXPORTER_PROMETHEUS_HOST": "[::1]",
+                    "OTEL_EXPORTER_PROMETHEUS_PORT": "0",
+                },
+                "[::1]:0",
+            ),
+        ],
+    )
+    def test_prometheus_host_and_port(self, env: dict[str, str], bind: str) -> None:
+        config = load_config(env={"OTEL_SERVICE_NAME": "s", **env})
+        assert str(config.exporter.prometheus.bind) == bind
+
+    def test_a_base_url_keeps_its_path_characters(self) -> None:
+        """Only trailing slashes are trimmed before /v1/metrics is appended."""
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "s",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://gw:4318/regionX/",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            }
+        )
+        assert (
+            config.exporter.otlp.resolved_endpoint
+            == "http://gw:4318/regionX/v1/metrics"
+        )
+
+    def test_the_metrics_endpoint_decides_whether_insecure_contradicts(self) -> None:
+        """The signal-specific endpoint is the one judged against INSECURE."""
+        config = load_config(
+            env={
+                "OTEL_SERVICE_NAME": "s",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "https://base:4317",
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://plain:4318/v1/metrics",
+                "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            }
+        )
+        assert config.exporter.otlp.endpoint.startswith("http://plain")
+
+    def test_an_ignored_resource_attribute_is_logged_by_name(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level(logging.WARNING):
+            load_config(
+                env={"OTEL_SERVICE_NAME": "s", "OTEL_RESOURCE_ATTRIBUTES": "team=a"}
+            )
+        lines = [json.loads(r.getMessage()) for r in caplog.records]
+        ignored = [
+            line for line in lines if line.get("event") == "resource_attribute_ignored"
+        ]
+        assert len(ignored) == 1
+        assert ignored[0]["source"] == "OTEL_RESOURCE_ATTRIBUTES"
+        assert ignored[0]["why"] == "not in labels.allowed_extra"
+
+    def test_otel_variables_are_not_read_beside_a_declarative_file(self) -> None:
+        from ron_metrics.config.environment import env_layer
+
+        tree, problems = env_layer(
+            {"OTEL_METRICS_EXPORTER": "bogus", "RON_METRICS_SERVICE__NAME": "x"},
+            allowed_extra=(),
+            otel=False,
+        )
+        assert problems == []
+        assert tree == {"service": {"name": "x"}}

@@ -73,6 +73,122 @@ class TestStore:
         with pytest.raises(ValueError, match="not a ron-metrics store"):
             list(parse_records(b"x" * 64))
 
+    def test_series_keys_are_compact_canonical_json(self) -> None:
+        """One spelling per series: compact, attributes sorted, odd values as text."""
+        key = series_key(
+            scope=("lib", "1.0"),
+            name="n",
+            kind="histogram",
+            unit="s",
+            description="d",
+            bounds=(1.0, 5.0),
+            attributes={"b": b"raw", "a": 1},
+        )
+        assert (
+            key
+            == '["lib","1.0","n","histogram","s","d",[1.0,5.0],[["a",1],["b","b\'raw\'"]]]'
+        )
+
+    def test_records_are_padded_to_eight_bytes(self) -> None:
+        from ron_metrics.multiprocess.store import _padded
+
+        assert [_padded(n) for n in (0, 1, 7, 8, 9, 15, 16, 17)] == [
+            0,
+            8,
+            8,
+            8,
+            16,
+            16,
+            16,
+            24,
+        ]
+
+    def test_set_overwrites_values(self, tmp_path: Path) -> None:
+        store = MemberStore(str(tmp_path / "member-1-4.db"))
+        offset = store.slot(_key("gauge"), 2)
+        store.set(offset, 1.5, 2.0)
+        store.set(offset, -3.0, 4.0)
+        assert parse_records((tmp_path / "member-1-4.db").read_bytes()) == [
+            (_key("gauge"), (-3.0, 4.0))
+        ]
+        store.close()
+
+    def test_the_file_grows_by_doubling_and_is_not_inherited(
+        self, tmp_path: Path
+    ) -> None:
+        """64 KiB to start, doubled as records need it; the descriptor is close-on-exec."""
+        path = tmp_path / "member-1-5.db"
+        store = MemberStore(str(path))
+        assert not os.get_inheritable(store.fd)
+        assert path.stat().st_size == 64 * 1024
+        index = 0
+        while path.stat().st_size == 64 * 1024:
+            store.slot(_key("counter", k=str(index)), 1)
+            index += 1
+        assert path.stat().st_size == 128 * 1024
+        store.close()
+
+    def test_partial_records_wait_for_the_rest(self, tmp_path: Path) -> None:
+        """A record cut short (a header, or values, still being written) is not read yet;
+        the complete ones before it are."""
+        from ron_metrics.multiprocess.store import FileIndex
+
+        path = tmp_path / "member-1-6.db"
+        store = MemberStore(str(path))
+        store.add(store.slot(_key("counter", name="a"), 1), 2)
+        store.add(store.slot(_key("counter", name="b"), 1), 3)
+        whole = path.read_bytes()
+        store.close()
+        used = int.from_bytes(whole[8:16], "little")
+        first = dict(parse_records(whole))
+        assert first == {
+            _key("counter", name="a"): (2.0,),
+            _key("counter", name="b"): (3.0,),
+        }
+        second_starts = 16 + 8 + ((len(_key("counter", name="a")) + 7) & ~7) + 8
+        for cut in (
+            second_starts + 4,
+            used - 4,
+        ):  # inside the header; inside the values
+            data = bytearray(whole[:cut])
+            data[8:16] = cut.to_bytes(8, "little")  # the header claims what is there
+            assert FileIndex().read(bytes(data)) == [
+                (_key("counter", name="a"), (2.0,))
+            ]
+        empty = bytearray(whole[:16])
+        empty[8:16] = (16).to_bytes(8, "little")
+        assert FileIndex().read(bytes(empty)) == []
+
+    @pytest.mark.parametrize(
+        ("data", "why"),
+        [
+            (b"RONMP00", "too short for a store file"),
+            (b"x" * 64, "not a ron-metrics store file"),
+        ],
+    )
+    def test_what_is_not_a_store_file_says_why(self, data: bytes, why: str) -> None:
+        with pytest.raises(ValueError, match=why):
+            parse_records(data)
+
+    def test_a_shrunk_or_broken_file_says_why(self, tmp_path: Path) -> None:
+        from ron_metrics.multiprocess.store import FileIndex
+
+        path = tmp_path / "member-1-7.db"
+        store = MemberStore(str(path))
+        store.add(store.slot(_key("counter", name="a"), 1), 2)
+        whole = path.read_bytes()
+        store.close()
+        index = FileIndex()
+        index.read(whole)
+        shorter = bytearray(whole[:16])
+        shorter[8:16] = (16).to_bytes(8, "little")
+        with pytest.raises(ValueError, match="shrank since it was last read"):
+            index.read(bytes(shorter))
+        broken = bytearray(whole)
+        broken[24:26] = b"\xff\xfe"  # the key is no longer UTF-8
+        with pytest.raises(ValueError, match="malformed record"):
+            FileIndex().read(bytes(broken))
+
     def test_existing_path_is_never_reused(self, tmp_path: Path) -> None:
         """A store is created exclusively: an existing file (or symlink) is an error."""
         target = tmp_path / "member-1-3.db"
@@ -413,9 +529,10 @@ class TestHostileFiles:
         """archive.db as a symlink is never read through."""
         directory, group = self._group(tmp_path)
         elsewhere = tmp_path / "elsewhere.json"
-        elsewhere.write_text('{"absorbed": [], "records": []}')
+        jobs = _key("counter", name="jobs")
+        elsewhere.write_text(json.dumps({"absorbed": [], "records": [[jobs, [100.0]]]}))
         (directory / "archive.db").symlink_to(elsewhere)
-        assert _jobs(group) == 3.0
+        assert _jobs(group) == 3.0  # followed, it would add 100
         group.leave()
 
     def test_a_huge_sparse_member_is_refused_without_reading_it(

@@ -313,7 +313,7 @@ def _scalar(name: str, raw: str, problems: list[ConfigProblem]) -> object:
 
 
 def env_layer(
-    env: Mapping[str, str], *, allowed_extra: tuple[str, ...], otel: bool = True
+    env: Mapping[str, str], *, allowed_extra: tuple[str, ...], otel: bool
 ) -> tuple[dict[str, Any], list[ConfigProblem]]:
     """
     Turn the environment into a config tree, ``RON_METRICS_*`` over ``OTEL_*``.

@@ -17,6 +17,7 @@ Layout::
 
 from __future__ import annotations
 
+import functools
 import json
 import mmap
 import os
@@ -77,19 +78,12 @@ def series_key(
     )
 
 
-_PARSED: dict[SeriesKey, tuple[Any, ...]] = {}
-
-
+@functools.lru_cache(maxsize=1_000_000)
 def parsed_key(key: SeriesKey) -> tuple[Any, ...]:
     """
     A key's fields (remembered: every scrape of a group reads the same keys).
     """
-    found = _PARSED.get(key)
-    if found is None:
-        found = tuple(json.loads(key))
-        if len(_PARSED) < 1_000_000:
-            _PARSED[key] = found
-    return found
+    return tuple(json.loads(key))
 
 
 # The largest group file read (a member's store or the archive): far above what
@@ -226,7 +220,7 @@ class FileIndex:
     """
 
     def __init__(self) -> None:
-        self._records: list[tuple[SeriesKey, int, struct.Struct]] = []
+        self._records: list[tuple[SeriesKey, int, struct.Struct]]
         self._forget()
 
     def _forget(self) -> None:
@@ -242,7 +236,7 @@ class FileIndex:
         """
         if len(data) < _HEADER.size:
             raise ValueError("too short for a store file")
-        magic, used = _HEADER.unpack_from(data, 0)
+        magic, used = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise ValueError("not a ron-metrics store file")
         end = min(used, len(data))
