@@ -918,7 +918,7 @@ class TestEnvironmentProblems:
                 "OTEL_EXPORTER_OTLP_INSECURE": "true",
             }
         )
-        assert config.exporter.otlp.endpoint.startswith("http://plain")
+        assert str(config.exporter.otlp.endpoint).startswith("http://plain")
 
     def test_an_ignored_resource_attribute_is_logged_by_name(
         self, caplog: pytest.LogCaptureFixture
