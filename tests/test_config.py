@@ -945,3 +945,92 @@ class TestEnvironmentProblems:
         )
         assert problems == []
         assert tree == {"service": {"name": "x"}}
+
+
+class TestParsingShapes:
+    """Tables where tables belong, instrument rules whole, every problem named."""
+
+    def _problems(self, **overrides: Any) -> dict[str, str]:
+        overrides.setdefault("service", {"name": "s"})
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={}, **overrides)
+        return {p.key: p.message for p in caught.value.problems}
+
+    def test_a_section_that_is_not_a_table(self) -> None:
+        assert self._problems(labels=5) == {"labels": "expected a table, got int"}
+        assert self._problems(cardinality={"instruments": "x"}) == {
+            "cardinality.instruments": "expected a table of instrument rules"
+        }
+
+    def test_the_top_level_that_is_not_a_table(self) -> None:
+        from ron_metrics.config.parsing import parse_config
+
+        with pytest.raises(ConfigError) as caught:
+            parse_config([1, 2])  # type: ignore[arg-type]  # the point of the test
+        assert [(p.key, p.message) for p in caught.value.problems] == [
+            ("(top level)", "expected a table, got list")
+        ]
+
+    def test_the_rule_pattern_is_not_a_key(self) -> None:
+        problems = self._problems(
+            cardinality={"instruments": {"x": {"pattern": "y", "max_series": 2}}}
+        )
+        assert list(problems) == ['cardinality.instruments."x".pattern']
+        assert problems['cardinality.instruments."x".pattern'].startswith("unknown key")
+
+    @pytest.mark.parametrize(
+        "other", [{"attributes": ["a"]}, {"max_series": 3}, {"buckets": [1.0]}]
+    )
+    def test_drop_combined_with_anything_is_refused(
+        self, other: dict[str, Any]
+    ) -> None:
+        problems = self._problems(
+            cardinality={"instruments": {"x": {"drop": True, **other}}}
+        )
+        assert problems == {
+            'cardinality.instruments."x"': "'drop = true' cannot be combined with other keys"
+        }
+
+    def test_every_bad_rule_is_reported_in_one_go(self) -> None:
+        problems = self._problems(
+            cardinality={
+                "instruments": {"a": 5, "b": {}, "c": {"drop": True, "max_series": 1}}
+            }
+        )
+        assert problems == {
+            'cardinality.instruments."a"': "expected a table, got int",
+            'cardinality.instruments."b"': (
+                "needs 'attributes', 'max_series', 'buckets' or 'drop = true'"
+            ),
+            'cardinality.instruments."c"': "'drop = true' cannot be combined with other keys",
+        }
+
+    def test_rules_keep_every_field_and_exact_names_come_first(self) -> None:
+        config = load_config(
+            env={},
+            service={"name": "s"},
+            cardinality={
+                "instruments": {
+                    "Work.*": {
+                        "attributes": ["a"],
+                        "max_series": 7,
+                        "buckets": [1.0, 2.0],
+                    },
+                    "b?": {"drop": True},
+                    "Work.Exact": {"max_series": 3},
+                }
+            },
+        )
+        rules = [
+            (r.pattern, r.attributes, r.drop, r.max_series, r.buckets)
+            for r in config.cardinality.instruments
+        ]
+        assert rules == [
+            ("work.exact", None, False, 3, None),
+            ("work.*", ("a",), False, 7, (1.0, 2.0)),
+            ("b?", None, True, None, None),
+        ]
+
+    def test_an_unknown_key_without_a_close_match_gets_no_guess(self) -> None:
+        problems = self._problems(service={"name": "s", "zzzzzz": 1})
+        assert problems["service.zzzzzz"].startswith("unknown key (valid: ")
