@@ -337,7 +337,7 @@ class TestStreamInternals:
             _hash_attributes,
         )
 
-        from ron_metrics.fast.stream import _series_key
+        from ron_metrics.fast.cells import series_key as _series_key
 
         assert _series_key({"b": "2", "a": "1"}) == (("a", "1"), ("b", "2"))
         assert _series_key({"n": 1, "a": "x"}) == (
@@ -350,7 +350,7 @@ class TestStreamInternals:
 
     def test_seen_sets_are_remembered_by_their_spelling(self) -> None:
         """A resolved set is found again in one lookup, typed sets with their types."""
-        from ron_metrics.fast.stream import Typed
+        from ron_metrics.fast.cells import Typed
 
         stream = self.stream()
         text = stream.cell({"a": "x"})

@@ -265,7 +265,7 @@ def _histogram(group: Group) -> tuple[float, list[int]]:
         for metric in scope.metrics:
             if metric.name == "m":
                 point = metric.data.data_points[0]
-                return point.sum, list(point.bucket_counts)  # type: ignore[union-attr]
+                return point.sum, list(point.bucket_counts)  # type: ignore[union-attr]  # a histogram point
     return 0.0, []
 
 

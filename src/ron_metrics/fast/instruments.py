@@ -23,7 +23,8 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.metrics import _Gauge as Gauge
 
-from ron_metrics.fast.stream import Cell, HistogramCell, Stream, Typed
+from ron_metrics.fast.cells import Cell, HistogramCell, Typed
+from ron_metrics.fast.stream import Stream
 
 __all__ = [
     "BoundCounter",
@@ -196,9 +197,9 @@ def _observe(cell: Any, amount: float) -> None:
         cell.counts[index] += 1
         cell.total += amount
         # Comparisons, not min()/max(): two calls fewer per recording.
-        if amount < cell.low:  # noqa: PLR1730  # no call: measured faster
+        if amount < cell.low:  # noqa: PLR1730 - a comparison, not a min() call: faster
             cell.low = amount
-        if amount > cell.high:  # noqa: PLR1730
+        if amount > cell.high:  # noqa: PLR1730 - as above
             cell.high = amount
     if cell.shared is not None and (found := cell.shared.resolve()) is not None:
         found[0].observe(found[1], index, float(amount))
@@ -284,9 +285,9 @@ class BoundHistogram:
         with cell.lock:
             cell.counts[index] += 1
             cell.total += amount
-            if amount < cell.low:  # noqa: PLR1730  # no call: measured faster
+            if amount < cell.low:  # noqa: PLR1730 - a comparison, not a min() call: faster
                 cell.low = amount
-            if amount > cell.high:  # noqa: PLR1730
+            if amount > cell.high:  # noqa: PLR1730 - as above
                 cell.high = amount
         if cell.shared is not None and (found := cell.shared.resolve()) is not None:
             found[0].observe(found[1], index, float(amount))

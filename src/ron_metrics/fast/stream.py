@@ -15,18 +15,15 @@ workloads through both and compares the collected data points.
 
 from __future__ import annotations
 
-import math
 import operator
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.attributes import _clean_attribute_value
 from opentelemetry.sdk.metrics._internal._view_instrument_match import (
     _OVERFLOW_ATTRIBUTES,
     _OVERFLOW_KEY,
-    _hash_attributes,
 )
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -38,7 +35,16 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-__all__ = ["Cell", "HistogramCell", "Stream"]
+from ron_metrics.fast.cells import (
+    SCALARS,
+    Cell,
+    HistogramCell,
+    Typed,
+    series_key,
+    types_of,
+)
+
+__all__ = ["Cell", "HistogramCell", "Stream", "Typed"]
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 # Remembered spellings per stream beyond one per series (another key order, a
@@ -47,37 +53,8 @@ _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _SPARE_PER_SERIES = 4
 # Value types whose equality within the same type is identity of the attribute
 # value: a set of these, of known types, is exactly one series.
-_SCALARS = frozenset({str, int, float, bool})
 
 _NO_EXEMPLARS: tuple[Any, ...] = ()
-
-
-class Typed(dict[Any, Any]):
-    """
-    A remembered set holding non-string values: ``1``, ``1.0`` and ``True`` are
-    equal in Python but different series, so the cell is chosen by the value types.
-    """
-
-    __slots__ = ()
-
-
-def _series_key(attributes: Mapping[str, Any]) -> Any:
-    """
-    The key telling series apart: for string values the sorted pairs themselves
-    (compact, and usually the caller's own spelling); for other scalars the pairs
-    with each value's type (1, 1.0 and True are different series); else the SDK's
-    typed key. The three shapes can never be equal.
-    """
-    types = set(map(type, attributes.values()))
-    if types <= {str}:
-        return tuple(sorted(attributes.items()))
-    if types <= _SCALARS:
-        return ("typed", tuple(sorted((k, type(v), v) for k, v in attributes.items())))
-    return _hash_attributes(attributes)
-
-
-def _types_of(values: Iterable[Any]) -> tuple[type, ...]:
-    return tuple(map(type, values))
 
 
 def _point(cls: type[Any], **fields: Any) -> Any:
@@ -87,67 +64,6 @@ def _point(cls: type[Any], **fields: Any) -> Any:
     point = object.__new__(cls)
     vars(point).update(fields)
     return point
-
-
-class Cell:
-    """
-    A counter's, up-down counter's or gauge's running value for one attribute set.
-
-    ``shared`` is its record in the process's multi-process store (in a group).
-    """
-
-    __slots__ = ("attributes", "lock", "shared", "start", "value")
-
-    def __init__(self, attributes: Mapping[str, Any], shared: Any = None) -> None:
-        self.attributes = attributes
-        self.lock = threading.Lock()
-        self.start = time.time_ns()
-        self.value: float = 0
-        self.shared = shared
-
-    def reset(self) -> None:
-        """Start from zero (a forked child: the parent's counts are the parent's)."""
-        self.lock = threading.Lock()
-        self.start = time.time_ns()
-        self.value = 0
-
-
-class HistogramCell:
-    """
-    A histogram's buckets, sum, min and max for one attribute set.
-    """
-
-    __slots__ = (
-        "attributes",
-        "bounds",
-        "counts",
-        "high",
-        "lock",
-        "low",
-        "shared",
-        "start",
-        "total",
-    )
-
-    def __init__(
-        self,
-        attributes: Mapping[str, Any],
-        bounds: tuple[float, ...],
-        shared: Any = None,
-    ) -> None:
-        self.attributes = attributes
-        self.bounds = bounds
-        self.shared = shared
-        self.reset()
-
-    def reset(self) -> None:
-        """Start from zero."""
-        self.lock = threading.Lock()
-        self.start = time.time_ns()
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.total: float = 0
-        self.low = math.inf
-        self.high = -math.inf
 
 
 class Stream:
@@ -192,8 +108,8 @@ class Stream:
         # calls passing every one of them in a dict — whatever else they pass, so a
         # dropped attribute that varies costs nothing; ``aliases`` by the caller's
         # own spelling, for every other call.
-        self.kept: dict[Any, Any] = {}
-        self.aliases: dict[Any, Any] = {}
+        self.kept: dict[Any, Cell | HistogramCell | Typed] = {}
+        self.aliases: dict[Any, Cell | HistogramCell | Typed] = {}
         self._spare = _SPARE_PER_SERIES * (limit + 1)
         names = sorted(attribute_keys) if attribute_keys else ()
         self._names = names
@@ -202,7 +118,7 @@ class Stream:
         )
         # One allowlisted key: the getter answers the value itself, not a tuple.
         self.single = len(names) == 1
-        self._types_of_kept: Callable[[Any], Any] = type if self.single else _types_of
+        self._types_of_kept: Callable[[Any], Any] = type if self.single else types_of
         self._lock = threading.Lock()
 
     # -- finding the cell ------------------------------------------------------
@@ -227,14 +143,16 @@ class Stream:
             return self._resolve(attributes)
         return self.find_raw(attributes, raw, entry)
 
-    def find_kept(self, attributes: Any, key: Any, entry: Any) -> Cell | HistogramCell:
+    def find_kept(
+        self, attributes: Any, key: Any, entry: Cell | HistogramCell | Typed | None
+    ) -> Cell | HistogramCell:
         """The cell of a call that passed every allowlisted key (``key``: their values)."""
         if entry is not None:
-            if entry.__class__ is not Typed:
-                return entry  # type: ignore[no-any-return]
+            if not isinstance(entry, Typed):
+                return entry
             found = entry.get(self._types_of_kept(key))
             if found is not None:
-                return found  # type: ignore[no-any-return]
+                return found
         if self._overflow is not None and self._kept_is_exact(key):
             # At the limit, a set of plain values not remembered is a new series:
             # every series with these keys is remembered under its values.
@@ -242,15 +160,18 @@ class Stream:
         return self._resolve(attributes)
 
     def find_raw(
-        self, attributes: Any, raw: tuple[Any, ...], entry: Any
+        self,
+        attributes: Any,
+        raw: tuple[Any, ...],
+        entry: Cell | HistogramCell | Typed | None,
     ) -> Cell | HistogramCell:
         """The cell of any other call (``raw``: its attributes as it spelled them)."""
         if entry is not None:
-            if entry.__class__ is not Typed:
-                return entry  # type: ignore[no-any-return]
-            found = entry.get(_types_of(attributes.values()))
+            if not isinstance(entry, Typed):
+                return entry
+            found = entry.get(types_of(attributes.values()))
             if found is not None:
-                return found  # type: ignore[no-any-return]
+                return found
         if self._overflow is not None and (known := self._known(attributes)):
             # At the limit: a plain set is looked up by its series key, without
             # the SDK's cleaning; one that is not a series is the overflow's.
@@ -266,16 +187,16 @@ class Stream:
             or attributes.__class__ is not dict
             or not set(map(type, attributes)) <= {str}
             or "" in attributes
-            or not set(map(type, attributes.values())) <= _SCALARS
+            or not set(map(type, attributes.values())) <= SCALARS
         ):
             return None
-        return self._cells.get(_series_key(attributes)) or self._overflow
+        return self._cells.get(series_key(attributes)) or self._overflow
 
     def _kept_is_exact(self, key: Any) -> bool:
         types = self._types_of_kept(key)
         if type(types) is type:
-            return types in _SCALARS
-        return set(types) <= _SCALARS
+            return types in SCALARS
+        return set(types) <= SCALARS
 
     def _resolve(self, attributes: Mapping[str, Any] | None) -> Cell | HistogramCell:
         cleaned: Mapping[str, Any] = (
@@ -287,7 +208,7 @@ class Stream:
             cleaned = {k: v for k, v in cleaned.items() if k in self._keys}
         else:
             cleaned = dict(cleaned)
-        key = _series_key(cleaned)
+        key = series_key(cleaned)
         with self._lock:
             found = self._cells.get(key)
             if found is None:
@@ -316,22 +237,22 @@ class Stream:
         if not names or len(cleaned) != len(names):
             return
         values = tuple(cleaned[name] for name in names)
-        types = _types_of(values)
-        if not set(types) <= _SCALARS:
+        types = types_of(values)
+        if not set(types) <= SCALARS:
             return
         key = values[0] if len(names) == 1 else values
         if set(types) == {str}:
             self.kept[key] = found
             return
         entry = self.kept.get(key)
-        if entry is None or entry.__class__ is not Typed:
+        if not isinstance(entry, Typed):
             entry = self.kept[key] = Typed()
         entry[types[0] if len(names) == 1 else types] = found
 
     def _remember_raw(
         self, raw: tuple[Any, ...], attributes: Any, found: Cell | HistogramCell
     ) -> None:
-        types = _types_of(attributes.values()) if attributes else ()
+        types = types_of(attributes.values()) if attributes else ()
         if tuple in types or list in types:
             return  # sequences of mixed types: equal tuples, different series
         with self._lock:
@@ -342,7 +263,7 @@ class Stream:
                 self.aliases[raw] = found
                 return
             entry = self.aliases.get(raw)
-            if entry is None or entry.__class__ is not Typed:
+            if not isinstance(entry, Typed):
                 entry = self.aliases[raw] = Typed()
             entry[types] = found
 
