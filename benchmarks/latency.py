@@ -81,6 +81,27 @@ def healthz_during_scrape(
             gc.unfreeze()
 
 
+def healthz_idle(series: int, probes: int) -> dict[str, float]:
+    """/healthz latency (ms) with the same series and no scrape in flight."""
+    runtime = _runtime(series)
+    try:
+        samples: list[float] = []
+        with httpx.Client(timeout=30) as client:
+            client.get(f"{runtime.address}/healthz")
+            for _ in range(probes):
+                started = time.perf_counter()
+                client.get(f"{runtime.address}/healthz")
+                samples.append((time.perf_counter() - started) * 1000)
+        return {
+            "p50_ms": percentile(samples, 0.5),
+            "p99_ms": percentile(samples, 0.99),
+            "max_ms": max(samples),
+            "n": float(len(samples)),
+        }
+    finally:
+        runtime.shutdown()
+
+
 def steady_scrapes(
     series: int, rate: float, seconds: float, *, peer: bool = False
 ) -> dict[str, float]:

@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     results["healthz_during_scrape"] = latency.healthz_during_scrape(
         plan.big_scrape, plan.probes
     )
+    results["healthz_idle"] = latency.healthz_idle(plan.big_scrape, plan.probes)
     progress.step("/metrics (1k series) at 5 rps")
     results["healthz_during_scrape_frozen"] = latency.healthz_during_scrape(
         plan.big_scrape, plan.probes, freeze=True
