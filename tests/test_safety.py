@@ -216,3 +216,135 @@ class TestUnixSockets:
         finally:
             sock.close()
             remove_unix_socket(str(run / "m.sock"), identity)
+
+
+class TestRefusalsNameTheirCause:
+    """Each refusal names the key or path and why."""
+
+    def test_only_a_stale_socket_of_ours_is_replaced(self, tmp_path: Path) -> None:
+        run = tmp_path / "run"
+        run.mkdir(mode=0o700)
+        path = run / "m.sock"
+        path.write_text("not a socket")
+        with pytest.raises(ExposerError, match="exists and is not a socket we own"):
+            bind_unix_socket(str(path))
+        path.unlink()
+        path.symlink_to(tmp_path / "elsewhere")
+        with pytest.raises(ExposerError, match="is a symlink; refusing to replace it"):
+            bind_unix_socket(str(path))
+
+    def test_the_socket_is_private(self, tmp_path: Path) -> None:
+        run = tmp_path / "run"
+        sock, identity = bind_unix_socket(str(run / "m.sock"))
+        try:
+            assert stat.S_IMODE((run / "m.sock").lstat().st_mode) == 0o600
+            assert stat.S_IMODE(run.stat().st_mode) == 0o700
+            assert [p.name for p in run.iterdir()] == ["m.sock"]  # no temporary left
+        finally:
+            sock.close()
+            remove_unix_socket(str(run / "m.sock"), identity)
+
+    def test_a_path_too_long_to_bind_is_an_exposer_error(self, tmp_path: Path) -> None:
+        run = tmp_path / "run"
+        with pytest.raises(ExposerError, match="cannot bind unix:"):
+            bind_unix_socket(str(run / ("s" * 120)))
+        assert list(run.iterdir()) == []
+
+    def test_tls_needs_both_files(self, pki: Pki) -> None:
+        with pytest.raises(
+            ConfigError, match="TLS needs both 'cert' and 'key'"
+        ) as caught:
+            build_server_ssl_context(TlsConfig(cert=pki.path("server.pem")))
+        assert caught.value.keys == ("exporter.prometheus.tls",)
+
+    def test_a_key_of_another_certificate_names_the_section(
+        self, pki: Pki, tmp_path: Path
+    ) -> None:
+        other = make_pki(tmp_path / "other")
+        with pytest.raises(
+            ConfigError, match="certificate and key do not load"
+        ) as caught:
+            build_server_ssl_context(tls(pki, key=other.path("server.key")))
+        assert caught.value.keys == ("exporter.prometheus.tls",)
+
+    @pytest.mark.parametrize(
+        "content",
+        [b"not a certificate", "certificat\u00e9".encode()],
+        ids=["text", "utf-8"],
+    )
+    def test_a_client_ca_that_is_not_pem_names_its_key(
+        self, pki: Pki, tmp_path: Path, content: bytes
+    ) -> None:
+        ca = tmp_path / "ca.pem"
+        ca.write_bytes(content)
+        ca.chmod(0o644)
+        with pytest.raises(ConfigError, match="not a valid PEM CA bundle") as caught:
+            build_server_ssl_context(tls(pki, client_ca=str(ca)))
+        assert caught.value.keys == ("exporter.prometheus.tls.client_ca",)
+
+
+class TestPrivateDirectory:
+    def test_missing_parents_are_created_private(self, tmp_path: Path) -> None:
+        check_private_dir(tmp_path / "a" / "b" / "run")
+        assert stat.S_IMODE((tmp_path / "a" / "b" / "run").stat().st_mode) == 0o700
+
+    def test_each_refusal_says_why(self, tmp_path: Path) -> None:
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        with pytest.raises(ExposerError, match="cannot create socket directory"):
+            check_private_dir(blocker / "run")
+        with pytest.raises(
+            ExposerError, match=r"socket directory .* is not a directory"
+        ):
+            check_private_dir(blocker)
+        (tmp_path / "link").symlink_to(tmp_path)
+        with pytest.raises(ExposerError, match="is a symlink; refusing it"):
+            check_private_dir(tmp_path / "link")
+        open_dir = tmp_path / "open"
+        open_dir.mkdir(mode=0o755)
+        open_dir.chmod(0o755)
+        with pytest.raises(ExposerError, match="has mode 755; it must be 0700"):
+            check_private_dir(open_dir, "group directory")
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="handing a directory to another uid")
+    def test_a_directory_of_another_user_is_refused(self, tmp_path: Path) -> None:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 65534, 65534)
+        with pytest.raises(ExposerError, match="is not owned by this user"):
+            check_private_dir(theirs)
+
+
+class TestTlsChecks:
+    def test_check_config_runs_the_same_checks(self, pki: Pki, tmp_path: Path) -> None:
+        from ron_metrics.safety import check_tls_files
+
+        check_tls_files(tls(pki))
+        with pytest.raises(ConfigError) as caught:
+            check_tls_files(tls(pki, key=str(tmp_path / "missing.key")), "tls")
+        assert caught.value.keys == ("tls.key",)
+
+    def test_only_world_writable_certificates_are_refused(
+        self, pki: Pki, tmp_path: Path
+    ) -> None:
+        """Other permission bits (here others' execute) are not the check's business."""
+        copy = tmp_path / "cert.pem"
+        copy.write_bytes(Path(pki.path("server.pem")).read_bytes())
+        copy.chmod(0o645)
+        assert build_server_ssl_context(tls(pki, cert=str(copy))) is not None
+
+    def test_a_path_that_cannot_be_opened_names_its_key(self, pki: Pki) -> None:
+        with pytest.raises(ConfigError, match="cannot open /etc/passwd/key") as caught:
+            build_server_ssl_context(tls(pki, key="/etc/passwd/key"))
+        assert caught.value.keys == ("exporter.prometheus.tls.key",)
+
+    def test_a_symlinked_ancestor_names_the_key(self, pki: Pki, tmp_path: Path) -> None:
+        real = tmp_path / "real"
+        real.mkdir()
+        key = real / "server.key"
+        key.write_bytes(Path(pki.path("server.key")).read_bytes())
+        key.chmod(0o600)
+        user_owned_symlink(tmp_path / "via", real)
+        with pytest.raises(ConfigError) as caught:
+            build_server_ssl_context(tls(pki, key=str(tmp_path / "via" / "server.key")))
+        assert caught.value.keys == ("exporter.prometheus.tls.key",)

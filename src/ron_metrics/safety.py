@@ -56,8 +56,8 @@ def _check_ancestors(path: Path, refuse: Callable[[str], Exception]) -> None:
         current = current / part
         try:
             info = current.lstat()
-        except FileNotFoundError:
-            return
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing exists from here down: nothing to retarget
         if stat.S_ISLNK(info.st_mode) and info.st_uid != 0:
             raise refuse(
                 f"{current} (in the path of {path}) is a symlink not owned by root;"
@@ -75,6 +75,10 @@ def check_private_dir(directory: Path, what: str = "socket directory") -> None:
     _check_ancestors(directory / "socket", ExposerError)
     try:
         info = directory.lstat()
+    except NotADirectoryError as exc:
+        raise ExposerError(
+            f"cannot create {what} {directory}: a parent is not a directory"
+        ) from exc
     except FileNotFoundError:
         try:
             # Workers starting together may race to create it: whoever made it, the
