@@ -425,6 +425,8 @@ class TestStreamInternals:
         self.refuse_resolving(stream)
         assert stream.cell({"a": "x"}) is text
         assert stream.cell({"n": 1}) is number
+        key = next(iter(stream._cells))
+        assert next(iter(stream.aliases)) is key  # one tuple for both maps
 
     def test_kept_values_find_the_series_whatever_else_is_passed(self) -> None:
         """With an allowlist, the kept values find the series: a dropped attribute

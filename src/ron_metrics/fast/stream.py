@@ -176,9 +176,10 @@ class Stream:
             # At the limit: a plain set is looked up by its series key, without
             # the SDK's cleaning; one that is not a series is the overflow's.
             return known
-        found = self._resolve(attributes)
+        found, key = self._resolve_keyed(attributes)
         if found is not self._overflow:
-            self._remember_raw(raw, attributes, found)
+            # A sorted, all-string spelling is its own series key: one tuple for both.
+            self._remember_raw(key if raw == key else raw, attributes, found)
         return found
 
     def _known(self, attributes: Any) -> Cell | HistogramCell | None:
@@ -199,6 +200,11 @@ class Stream:
         return set(types) <= SCALARS
 
     def _resolve(self, attributes: Mapping[str, Any] | None) -> Cell | HistogramCell:
+        return self._resolve_keyed(attributes)[0]
+
+    def _resolve_keyed(
+        self, attributes: Mapping[str, Any] | None
+    ) -> tuple[Cell | HistogramCell, Any]:
         cleaned: Mapping[str, Any] = (
             _clean_attribute_value(attributes, None)
             if isinstance(attributes, Mapping)
@@ -217,7 +223,7 @@ class Stream:
                 else:
                     found = self._cells[key] = self._new_cell(cleaned)
                     self._remember_kept(cleaned, found)
-        return found
+        return found, key
 
     def _overflow_cell(self) -> Cell | HistogramCell:
         if self._overflow is None:
