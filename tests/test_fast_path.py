@@ -475,6 +475,33 @@ class TestStreamInternals:
         listed = stream.cell({"s": ["q", 2]})
         assert listed.attributes == {"s": ("q", 2)}
 
+    @pytest.mark.parametrize(
+        ("keys", "existing", "call"),
+        [
+            (None, {"a": "x"}, {"a": "x", "": "v"}),  # an empty key is cleaned away
+            (None, {"5": "v"}, {5: "v"}),  # a non-string key is cleaned to text
+            (frozenset({"a", "n"}), {"a": "x"}, {"a": "x", "u": "1"}),  # "n" absent
+            (frozenset({"a"}), {"a": 1}, {"a": 1, "u": "1"}),  # one allowlisted key
+        ],
+        ids=["empty-key", "int-key", "allowlist-missing-key", "one-key"],
+    )
+    def test_past_the_limit_an_existing_series_is_still_found(
+        self,
+        keys: frozenset[str] | None,
+        existing: dict[Any, Any],
+        call: dict[Any, Any],
+    ) -> None:
+        """At the limit, a call that cleans or filters down to an existing series
+        lands in it, however it was spelled — never in the overflow series."""
+        stream = self.stream(limit=2, keys=keys)
+        found = stream.cell(existing)
+        stream.cell({"a": "other", "n": 2, "5": "w"})
+        assert stream.cell({"a": "third", "n": 3, "5": "z"}).attributes == {
+            "otel.metric.overflow": True
+        }
+        assert stream.cell(call) is found
+        assert stream.cell({"a": 2.5}) is not found
+
     def test_typed_spellings_are_bounded_too(self) -> None:
         """Number-valued spellings past the limit are not remembered either."""
         stream = self.stream(limit=1)
