@@ -117,8 +117,8 @@ class DirectEncoder:
         self._scope_labels = scope_labels
         self._on_clash = on_clash or (lambda _name: None)
         # Caches kept between scrapes; each scrape keeps only what it used.
-        self._cache: dict[tuple[int, int], Series] = {}
-        self._next_cache: dict[tuple[int, int], Series] = {}
+        self._cache: dict[int, Series] = {}
+        self._next_cache: dict[int, Series] = {}
         self._scopes: dict[int, Scope] = {}
         self._next_scopes: dict[int, Scope] = {}
         self._blocks: dict[Any, Series] = {}
@@ -235,9 +235,16 @@ class DirectEncoder:
     def _series(self, attributes: Any, scope: Scope) -> Series:
         # The SDK hands out the same attributes object for a series on every
         # collection: its label block is rendered once and reused while it lives.
-        cache_key = (id(attributes), id(scope))
+        # Keyed by the object's id alone (one int per series, no tuple): the entry
+        # holds the object, so the id is not reused while cached; the scope is
+        # checked on the hit.
+        cache_key = id(attributes)
         found = self._cache.get(cache_key)
-        if found is None or found.attributes is not attributes:
+        if (
+            found is None
+            or found.attributes is not attributes
+            or found.scope is not scope
+        ):
             row = {
                 _sanitized(k): text(v)
                 for k, v in chain(scope.labels.items(), (attributes or {}).items())
