@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     results["scrape"] = scrape.measure(plan.sizes, plan.repeats)
     progress.step("memory per 10k series")
     results["memory"] = scrape.memory_per_series(10_000 if not args.smoke else 1_000)
+    results["rss_scrapes"] = scrape.rss_over_scrapes(
+        10_000 if not args.smoke else 1_000, 100 if not args.smoke else 5
+    )
     progress.step(f"/healthz during a {plan.big_scrape}-series scrape")
     results["healthz_during_scrape"] = latency.healthz_during_scrape(
         plan.big_scrape, plan.probes

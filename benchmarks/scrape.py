@@ -6,11 +6,12 @@ and memory per 10k series held by each library.
 from __future__ import annotations
 
 import gc
+import os
 import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from common import Figure
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -164,13 +165,34 @@ def _build(name: str, n: int) -> Any:
     return provider
 
 
-def _retained_mib(name: str, n: int) -> float:
-    """In this process: MiB retained by building ``n`` series, after a warm-up build."""
+def _scraper(name: str, built: Any) -> Callable[[], bytes]:
+    """
+    One scrape of what ``_build`` made: ron-metrics' collection and direct encoding
+    (what its exposer runs per scrape, with the encoder's caches kept), or
+    prometheus_client's ``generate_latest``.
+    """
+    if name == "ron-metrics":
+        scrape: Callable[[], bytes] = built[1]["ron-metrics direct encoder (text)"]
+        return scrape
+    if name == "prometheus_client":
+        return cast("Callable[[], bytes]", built)
+    raise ValueError(f"no scrape for {name}")
+
+
+def _retained_mib(name: str, n: int, *, scraped: bool = False) -> float:
+    """
+    In this process: MiB retained by building ``n`` series (after a warm-up build),
+    and with ``scraped`` after one scrape of them too.
+    """
     warm = _build(name, 10)  # first-use costs (imports, caches) are not per-series
+    if scraped:
+        _scraper(name, warm)()
     labels = _labels(n)  # the label strings are the same input for everyone
     gc.collect()
     tracemalloc.start()
     keep = _build(name, n)
+    if scraped:
+        _scraper(name, keep)()
     gc.collect()
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -178,24 +200,57 @@ def _retained_mib(name: str, n: int) -> float:
     return current / (1 << 20)
 
 
-def memory_per_series(n: int) -> dict[str, float]:
-    """MiB retained per ``n`` series in each library, each measured in a fresh process."""
+def _rss_mib() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+def _rss_over_scrapes(n: int, scrapes: int) -> list[float]:
+    """In this process: RSS (MiB) after each of ``scrapes`` scrapes of ``n`` series."""
+    runtime, paths = _ron(n)
+    try:
+        scrape = _scraper("ron-metrics", (runtime, paths))
+        out = []
+        for _ in range(scrapes):
+            scrape()
+            out.append(_rss_mib())
+        return out
+    finally:
+        runtime.shutdown()
+
+
+def _in_fresh_process(call: str) -> str:
     import subprocess
     import sys
 
+    code = (
+        "import logging, sys; logging.disable(logging.CRITICAL); "
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import scrape; "
+        f"print({call})"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def memory_per_series(n: int) -> dict[str, float]:
+    """MiB retained per ``n`` series in each library, each measured in a fresh process."""
     out: dict[str, float] = {}
     for name in ("ron-metrics", "prometheus_client", "raw OTel SDK"):
-        code = (
-            "import logging, sys; logging.disable(logging.CRITICAL); "
-            f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import scrape; "
-            f"print(scrape._retained_mib({name!r}, {n}))"
+        out[name] = float(_in_fresh_process(f"scrape._retained_mib({name!r}, {n})"))
+    for name in ("ron-metrics", "prometheus_client"):
+        out[f"{name}, after one scrape"] = float(
+            _in_fresh_process(f"scrape._retained_mib({name!r}, {n}, scraped=True)")
         )
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
-        )
-        out[name] = float(result.stdout.strip().splitlines()[-1])
     return out
+
+
+def rss_over_scrapes(n: int, scrapes: int) -> list[float]:
+    """RSS (MiB) of a fresh process after each of ``scrapes`` HTTP scrapes of ``n`` series."""
+    found = _in_fresh_process(f"scrape._rss_over_scrapes({n}, {scrapes})")
+    return [float(v) for v in found.strip("[]").split(",")]
