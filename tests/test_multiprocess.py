@@ -801,3 +801,64 @@ class TestGuardRules:
         assert floor.hold(missing) == 1  # the histogram was held already
         assert missing[hist].values == moved
         assert missing[counter].values == [6] and gauge not in missing
+
+
+class TestArchiveFile:
+    """archive.db is written whole, privately, never through a link, from readable files."""
+
+    def test_unreadable_exited_files_are_neither_folded_nor_absorbed(
+        self, tmp_path: Path
+    ) -> None:
+        from ron_metrics.multiprocess.archive import read_archive, write_archive
+
+        directory = tmp_path / "group"
+        directory.mkdir(mode=0o700)
+        good = _write_member(directory, 1, 5)
+        garbage = directory / "member-2-1.db"
+        garbage.write_bytes(b"garbage" * 10)
+        missing = directory / "member-3-1.db"
+        write_archive(
+            directory, [good, garbage, missing], frozenset(), gauge_policy="last"
+        )
+        absorbed, records = read_archive(directory)
+        assert absorbed == {good.name}
+        assert records == [(_key("counter", name="jobs"), (5.0,))]
+
+    def test_the_archive_is_private_whole_and_never_written_through_a_link(
+        self, tmp_path: Path
+    ) -> None:
+        from ron_metrics.multiprocess.archive import (
+            ARCHIVE,
+            read_archive,
+            write_archive,
+        )
+
+        directory = tmp_path / "group"
+        directory.mkdir(mode=0o700)
+        good = _write_member(directory, 1, 5)
+        leftover = directory / f".{ARCHIVE}.{os.getpid()}"
+        leftover.write_text(" " * 10_000 + "trailing garbage")  # a crashed write's file
+        previous = os.umask(0o022)
+        try:
+            write_archive(directory, [good], frozenset(), gauge_policy="last")
+        finally:
+            os.umask(previous)
+        assert read_archive(directory)[0] == {good.name}  # parses: nothing left over
+        assert (directory / ARCHIVE).stat().st_mode & 0o777 == 0o600
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.write_text("untouched")
+        leftover.symlink_to(elsewhere)
+        with pytest.raises(OSError, match="Too many levels of symbolic links"):
+            write_archive(
+                directory, [good], frozenset({good.name}), gauge_policy="last"
+            )
+        assert elsewhere.read_text() == "untouched"
+
+    def test_an_archive_of_the_wrong_shape_says_so(self, tmp_path: Path) -> None:
+        from ron_metrics.multiprocess.archive import read_archive
+
+        directory = tmp_path / "group"
+        directory.mkdir(mode=0o700)
+        (directory / "archive.db").write_text('{"absorbed": 3, "records": []}')
+        with pytest.raises(ValueError, match="not a ron-metrics archive"):
+            read_archive(directory)

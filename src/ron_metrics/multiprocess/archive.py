@@ -73,6 +73,9 @@ def write_archive(
     temporary = directory / f".{ARCHIVE}.{os.getpid()}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(temporary, flags, 0o600)
+    # A file left there before (a crashed write) keeps its old mode through
+    # O_CREAT: the archive is private whatever was there.
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle)
         handle.flush()
