@@ -140,3 +140,88 @@ def test_library_log_lines_are_scrubbed() -> None:
     line = JsonLineFormatter().format(record)
     assert_clean(line, "a library line")
     assert "user:***@h:1" in line
+
+
+DECLARATIVE_WITH_SECRETS = """
+file_format: "1.0"
+resource:
+  attributes:
+    - name: service.name
+      value: checkout
+meter_provider:
+  readers:
+    - periodic:
+        exporter:
+          otlp_http:
+            endpoint: http://user:${{RON_TEST_PASSWORD}}@127.0.0.1:{port}/v1/metrics
+            headers:
+              - name: authorization
+                value: Bearer ${{RON_TEST_TOKEN}}
+"""
+
+
+def test_secrets_substituted_into_a_declarative_file_stay_secret(
+    tmp_path: Path,
+) -> None:
+    """${VAR} substitution puts the secret in the config: check-config still hides it,
+    and a TLS key file's contents never appear either, even when the key is refused."""
+    config = tmp_path / "otel.yaml"
+    config.write_text(DECLARATIVE_WITH_SECRETS.format(port=reserved_port()))
+    config.chmod(0o600)
+    env = clean_env(
+        OTEL_CONFIG_FILE=str(config),
+        RON_TEST_PASSWORD=PASSWORD,
+        RON_TEST_TOKEN=TOKEN,
+    )
+    result = subprocess.run(
+        [str(BIN / "ron-metrics"), "check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    # The substitution (from the process environment) did put the secrets in.
+    probe = (
+        "import ron_metrics; c = ron_metrics.load_config(); o = c.exporter.otlp; "
+        f"print(o.headers['authorization'] == 'Bearer {TOKEN}', "
+        f"'{PASSWORD}' in str(o.endpoint))"
+    )
+    substituted = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert substituted.stdout.split() == ["True", "True"], substituted.stderr
+    assert_clean(result.stdout + result.stderr, "check-config of a declarative file")
+    assert "user:***@" in result.stdout
+    key = tmp_path / "key.pem"
+    key.write_text(f"-----BEGIN PRIVATE KEY-----\n{TOKEN}\n-----END PRIVATE KEY-----\n")
+    key.chmod(0o644)  # too open: refused, and the refusal must not quote it
+    tls_env = clean_env(
+        OTEL_SERVICE_NAME="s",
+        RON_METRICS_EXPORTER__PROMETHEUS__TLS__CERT=str(key),
+        RON_METRICS_EXPORTER__PROMETHEUS__TLS__KEY=str(key),
+    )
+    refused = subprocess.run(
+        [str(BIN / "ron-metrics"), "check-config"],
+        env=tls_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert_clean(refused.stdout + refused.stderr, "a refused TLS key")
+    key.chmod(0o600)
+    unloadable = subprocess.run(
+        [str(BIN / "ron-metrics"), "check-config"],
+        env=tls_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert unloadable.returncode == 2, unloadable.stdout + unloadable.stderr
+    assert "do not load" in unloadable.stdout + unloadable.stderr
+    assert_clean(unloadable.stdout + unloadable.stderr, "an unloadable TLS key")
