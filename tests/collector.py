@@ -4,11 +4,14 @@ Run the rotel OTLP collector on loopback and read what it received from its debu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +87,18 @@ class Rotel:
                 time.sleep(0.05)
         if waiting:
             raise RuntimeError(f"rotel did not listen on {waiting}")
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """
+        Hold the collector still (SIGSTOP by PID): connections queue, nothing answers.
+        """
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -5,6 +5,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -194,6 +195,12 @@ class _ReadyzWatcher:
                     self.statuses.append(0)
                 time.sleep(0.005)
 
+    def wait_for(self, status: int, within: float = 60) -> bool:
+        deadline = time.monotonic() + within
+        while status not in self.statuses and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return status in self.statuses
+
     def wait_for_first(self) -> None:
         deadline = time.monotonic() + 60
         while not self.statuses and time.monotonic() < deadline:
@@ -256,13 +263,22 @@ class TestSwitching:
             for index, step in enumerate(steps):
                 time.sleep(0.5)
                 if index == 0:
-                    # Over the wire too: the first switch proves a new OTLP sink (a
-                    # collector round trip), long enough for a poller to see it.
-                    with _ReadyzWatcher(str(runtime.address)) as watcher:
+                    # Over the wire too. The collector is held still, so the new
+                    # OTLP sink cannot prove itself and the switch stays open until
+                    # the poller has seen it, however slow the machine.
+                    with (
+                        _ReadyzWatcher(str(runtime.address)) as watcher,
+                        ThreadPoolExecutor(1) as pool,
+                    ):
                         watcher.wait_for_first()
-                        changed = runtime.reload(
-                            config_for_tests(exporter=step, **base), timeout=10
-                        )
+                        with rotel.paused():
+                            switching = pool.submit(
+                                runtime.reload,
+                                config_for_tests(exporter=step, **base),
+                                timeout=60,
+                            )
+                            assert watcher.wait_for(503), watcher.statuses
+                        changed = switching.result()
                     http_statuses = watcher.statuses
                 else:
                     changed = runtime.reload(

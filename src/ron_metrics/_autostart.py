@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from ron_metrics.logs import json_line
+from ron_metrics.logs import say_line
 
 __all__ = ["PATCHES", "autostart"]
 
@@ -38,7 +38,7 @@ _MARK = "_ron_metrics_instrumented"
 
 def _say(level: int, event: str, **fields: object) -> None:
     # Straight to stderr: the program's logging is not set up yet (or ever).
-    print(json_line(level, event, **fields), file=sys.stderr, flush=True)
+    say_line(level, event, **fields)
 
 
 def _after_init(cls: Any, install: Callable[[Any], None]) -> None:

@@ -122,9 +122,9 @@ def _run_program(file: str | None, middleware: bool, program: list[str]) -> int:
 
 
 def _say(level: int, event: str, **fields: object) -> None:
-    from ron_metrics.logs import json_line
+    from ron_metrics.logs import say_line
 
-    print(json_line(level, event, **fields), file=sys.stderr, flush=True)
+    say_line(level, event, **fields)
 
 
 def _print_problems(error: ConfigError) -> None:

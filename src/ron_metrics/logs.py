@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "json_line",
     "log_event",
     "own_logging",
+    "say_line",
 ]
 
 MAX_FIELD_CHARS = 256
@@ -46,6 +48,17 @@ def json_line(level: int, event: str, **fields: Any) -> str:
     }
     record.update({key: _bounded(value) for key, value in fields.items()})
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def say_line(level: int, event: str, **fields: Any) -> None:
+    """
+    Write one JSON line straight to stderr, bypassing ``logging``.
+
+    One ``write`` per line: ``print`` writes the newline separately, so another
+    thread's line (an exporter's, say) could land between a line and its end.
+    """
+    sys.stderr.write(json_line(level, event, **fields) + "\n")
+    sys.stderr.flush()
 
 
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
