@@ -83,7 +83,9 @@ def collected(started: ron_metrics.Runtime) -> dict[tuple[str, str], Any]:
                     )
                 else:
                     shape = found.value
-                points[_typed(found.attributes)] = shape
+                series = _typed(found.attributes)
+                assert series not in points, f"two points of {metric.name}: {series}"
+                points[series] = shape
             kind = type(metric.data).__name__
             monotonic = getattr(metric.data, "is_monotonic", None)
             identity = (metric.description, metric.unit, kind, monotonic)
@@ -175,6 +177,27 @@ def test_long_overflow_runs_match_the_sdk(
                 instruments["histogram"].record(3, attributes)
             results.append(collected(started))
     assert results[0] == results[1]
+
+
+def test_a_caller_spelled_overflow_set_is_the_overflow_series() -> None:
+    """``{"otel.metric.overflow": True}`` passed by the caller before the limit and
+    the sets past it make one series on both paths, never two with one label set."""
+    results = []
+    for fast in (True, False):
+        with runtime(fast, {"max_series": 2}) as started:
+            instruments = _instruments(started.get_meter("app"))
+            for attributes in (
+                {"otel.metric.overflow": True},
+                {"a": "x"},
+                {"a": "y"},
+                {"a": "z"},
+            ):
+                instruments["counter"].add(2, attributes)
+                instruments["histogram"].record(3, attributes)
+            results.append(collected(started))
+    assert results[0] == results[1]
+    overflow = (("otel.metric.overflow", "bool", "True"),)
+    assert results[0][("app", "jobs")][1][overflow] == 6
 
 
 def test_fast_instruments_are_used_and_can_be_switched_off() -> None:
@@ -329,6 +352,7 @@ class TestStreamInternals:
             raise AssertionError("resolved again")
 
         stream._resolve = refuse
+        stream._resolve_keyed = refuse
 
     def test_series_keys(self) -> None:
         """String sets key by their sorted pairs, other plain values with their
@@ -501,6 +525,44 @@ class TestStreamInternals:
         }
         assert stream.cell(call) is found
         assert stream.cell({"a": 2.5}) is not found
+
+    @pytest.mark.parametrize(
+        "keys", [None, frozenset({"s", "i", "f", "b"})], ids=["all", "allowlist"]
+    )
+    def test_every_plain_value_type_at_once_takes_the_short_ways(
+        self, keys: frozenset[str] | None
+    ) -> None:
+        """A set holding a str, an int, a float and a bool is as plain as any: found
+        again without resolving, and past the limit sent to overflow directly."""
+        stream = self.stream(limit=1, keys=keys)
+        first = stream.cell({"s": "x", "i": 1, "f": 1.5, "b": True})
+        overflow = stream.cell({"s": "y", "i": 1, "f": 1.5, "b": True})
+        self.refuse_resolving(stream)
+        assert stream.cell({"s": "x", "i": 1, "f": 1.5, "b": True}) is first
+        assert stream.cell({"b": True, "f": 1.5, "i": 1, "s": "x"}) is first
+        for index in range(20):
+            mixed = {"s": f"n{index}", "i": index, "f": 0.5, "b": False}
+            assert stream.cell(mixed) is overflow
+
+    def test_past_the_limit_a_sequence_valued_series_is_still_found(self) -> None:
+        """A series whose kept value is a sequence is not remembered by its values,
+        so at the limit it is looked up the long way — never sent to overflow."""
+        stream = self.stream(limit=2, keys=frozenset({"a"}))
+        sequence = stream.cell({"a": ("x", "y")})
+        stream.cell({"a": "p"})
+        assert stream.cell({"a": "q"}).attributes == {"otel.metric.overflow": True}
+        assert stream.cell({"a": ("x", "y"), "u": "1"}) is sequence
+
+    def test_a_set_spelled_as_the_overflow_series_shares_its_cell(self) -> None:
+        """A caller's own ``otel.metric.overflow`` set, made before the limit, is the
+        overflow series later (as in the SDK): one cell, nothing lost."""
+        stream = self.stream(limit=2)
+        spelled = stream.cell({"otel.metric.overflow": True})
+        spelled.value = 5
+        stream.cell({"a": "x"})
+        overflow = stream.cell({"a": "new"})
+        assert overflow is spelled
+        assert overflow.value == 5
 
     def test_typed_spellings_are_bounded_too(self) -> None:
         """Number-valued spellings past the limit are not remembered either."""

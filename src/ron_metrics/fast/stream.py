@@ -23,7 +23,6 @@ from typing import Any
 from opentelemetry.attributes import _clean_attribute_value
 from opentelemetry.sdk.metrics._internal._view_instrument_match import (
     _OVERFLOW_ATTRIBUTES,
-    _OVERFLOW_KEY,
 )
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -51,10 +50,10 @@ _CUMULATIVE = AggregationTemporality.CUMULATIVE
 # dropped attribute): once this many are kept, further ones are resolved each
 # time instead of remembered — the memory stays bounded and nothing is wiped.
 _SPARE_PER_SERIES = 4
-# Value types whose equality within the same type is identity of the attribute
-# value: a set of these, of known types, is exactly one series.
-
 _NO_EXEMPLARS: tuple[Any, ...] = ()
+# The overflow series under our own series key: a caller who spells the overflow
+# set itself before the limit made the same series (one cell, as in the SDK).
+_OVERFLOW_SERIES = series_key(_OVERFLOW_ATTRIBUTES)
 
 
 def _point(cls: type[Any], **fields: Any) -> Any:
@@ -227,10 +226,10 @@ class Stream:
 
     def _overflow_cell(self) -> Cell | HistogramCell:
         if self._overflow is None:
-            overflow = self._cells.get(_OVERFLOW_KEY)
+            overflow = self._cells.get(_OVERFLOW_SERIES)
             if overflow is None:
                 overflow = self._new_cell(dict(_OVERFLOW_ATTRIBUTES))
-                self._cells[_OVERFLOW_KEY] = overflow
+                self._cells[_OVERFLOW_SERIES] = overflow
             self._overflow = overflow
         return self._overflow
 
