@@ -166,3 +166,26 @@ def test_choice_parser(raw: object, outcome: str) -> None:
     with pytest.raises(InvalidValueError) as caught:
         parse(raw)
     assert outcome in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "outcome"),
+    [
+        (["a"], ("a",)),
+        (["b", "a", "b"], ("b", "a")),
+        ([], ()),
+        (["a", "c"], "'c' is not one of 'a', 'b'"),
+        (["c", "d"], "'c' is not one of 'a', 'b'"),
+        ("a", "expected a list of names"),
+        ([5], "5 is not a valid name"),
+    ],
+)
+def test_choice_list_parser(raw: object, outcome: object) -> None:
+    """parse_choice_list keeps the order, drops repeats, names the first stranger."""
+    parse = v.parse_choice_list("a", "b")
+    if isinstance(outcome, tuple):
+        assert parse(raw) == outcome
+        return
+    with pytest.raises(InvalidValueError) as caught:
+        parse(raw)
+    assert str(outcome) in str(caught.value)

@@ -37,6 +37,7 @@ from ron_metrics.logs import log_event
 from ron_metrics.multiprocess.aggregation import CURRENT
 from ron_metrics.multiprocess.group import Group
 from ron_metrics.multiprocess.memory_fs import check_amnesia_dir
+from ron_metrics.runtime_metrics import RuntimeMetrics
 from ron_metrics.views import SELF_METER_NAME, build_views
 
 __all__ = [
@@ -100,6 +101,7 @@ class BuiltProvider:
     hub: HubReader
     self_metrics: SelfMetrics
     group: Group | None = None
+    runtime_metrics: RuntimeMetrics | None = None
 
 
 def build_provider(config: Config) -> BuiltProvider:
@@ -151,8 +153,35 @@ def build_provider(config: Config) -> BuiltProvider:
             count, {"reason": reason}
         )
     return BuiltProvider(
-        provider=provider, hub=hub, self_metrics=self_metrics, group=group
+        provider=provider,
+        hub=hub,
+        self_metrics=self_metrics,
+        group=group,
+        runtime_metrics=_runtime_metrics(config, provider, in_group=group is not None),
     )
+
+
+def _runtime_metrics(
+    config: Config, provider: MeterProvider, *, in_group: bool
+) -> RuntimeMetrics | None:
+    chosen = config.runtime_metrics
+    if not chosen.enabled or not chosen.groups:
+        return None
+    if in_group:
+        # The serving process collects for the group: its own process values
+        # would stand for every worker's. Per-worker values need each member to
+        # publish its own, which the group does not do yet.
+        log_event(_log, logging.INFO, "runtime_metrics_off", reason="multiprocess")
+        return None
+    found = RuntimeMetrics(provider.get_meter(SELF_METER_NAME), chosen.groups)
+    if "gc_pauses" in chosen.groups and not found.timing_pauses:
+        log_event(
+            _log,
+            logging.INFO,
+            "gc_pauses_off",
+            reason="GC pauses are timed on the fast path only (sdk.fast_path)",
+        )
+    return found
 
 
 def fast_registry(
@@ -181,6 +210,8 @@ def shut_down(built: BuiltProvider, timeout_millis: float) -> None:
     Shut the provider down and leave the group: this process's totals stay in its
     file (counted as an exited member's), its gauges and up-down counters drop out.
     """
+    if built.runtime_metrics is not None:
+        built.runtime_metrics.close()
     try:
         built.provider.shutdown(timeout_millis=timeout_millis)
     finally:

@@ -2,7 +2,8 @@
 The validated configuration and its one loader, :func:`load_config`.
 
 Modules import one way: ``loader`` → ``sources``/``environment``/``declarative``
-and ``parsing`` → ``invariants`` → ``model`` → ``values``.
+and ``parsing`` → ``invariants`` → ``model`` → ``process_model`` →
+``options``/``values``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ron_metrics.config.model import (
     MultiprocessConfig,
     OtlpConfig,
     PrometheusConfig,
+    RuntimeMetricsConfig,
     SdkConfig,
     ServiceConfig,
     TlsConfig,
@@ -35,6 +37,7 @@ __all__ = [
     "MultiprocessConfig",
     "OtlpConfig",
     "PrometheusConfig",
+    "RuntimeMetricsConfig",
     "SdkConfig",
     "ServiceConfig",
     "TlsConfig",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
@@ -20,7 +20,16 @@ from typing import Any
 import blake3
 
 from ron_metrics.config import values as v
+from ron_metrics.config.options import opt as _opt
 from ron_metrics.config.plain import SECRET_MASK, as_plain, mask_userinfo
+from ron_metrics.config.process_model import (
+    EXEMPLAR_FILTERS,
+    GAUGE_POLICIES,
+    RUNTIME_METRIC_GROUPS,
+    MultiprocessConfig,
+    RuntimeMetricsConfig,
+    SdkConfig,
+)
 from ron_metrics.config.values import BindAddress
 
 __all__ = [
@@ -28,6 +37,7 @@ __all__ = [
     "EXPORTER_KINDS",
     "GAUGE_POLICIES",
     "OTLP_METRICS_PATH",
+    "RUNTIME_METRIC_GROUPS",
     "SECRET_MASK",
     "CardinalityConfig",
     "Config",
@@ -37,6 +47,7 @@ __all__ = [
     "MultiprocessConfig",
     "OtlpConfig",
     "PrometheusConfig",
+    "RuntimeMetricsConfig",
     "SdkConfig",
     "ServiceConfig",
     "TlsConfig",
@@ -45,19 +56,6 @@ __all__ = [
 
 def _empty_mapping() -> Mapping[str, str]:
     return MappingProxyType({})
-
-
-def _opt(
-    parse: Callable[[object], object],
-    *,
-    secret: bool = False,
-    restart: bool = False,
-    url: bool = False,
-) -> dict[str, Any]:
-    # "restart": the key is read once, when the MeterProvider is built; a reload
-    # that changes it is refused (derived from here, never listed by hand).
-    # "url": shown with the password of its userinfo masked.
-    return {"parse": parse, "secret": secret, "restart": restart, "url": url}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,43 +267,6 @@ class ExporterConfig:
         return self.kind in {"otlp", "both"}
 
 
-GAUGE_POLICIES = ("last", "max", "min", "sum")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MultiprocessConfig:
-    """
-    ``[multiprocess]``: the processes of one service share one Prometheus port.
-
-    Every process started with the same ``dir`` joins one group; one of them serves
-    ``exporter.prometheus.bind`` with the group's totals.
-    """
-
-    dir: str | None = field(default=None, metadata=_opt(v.parse_optional_str))
-    gauge: str = field(default="last", metadata=_opt(v.parse_choice(*GAUGE_POLICIES)))
-
-    @property
-    def enabled(self) -> bool:
-        """True when a group directory is configured."""
-        return self.dir is not None
-
-
-EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SdkConfig:
-    """
-    ``[sdk]``: switches of the OpenTelemetry metrics SDK itself.
-    """
-
-    disabled: bool = field(default=False, metadata=_opt(v.parse_bool))
-    exemplar_filter: str = field(
-        default="trace_based", metadata=_opt(v.parse_choice(*EXEMPLAR_FILTERS))
-    )
-    fast_path: bool = field(default=True, metadata=_opt(v.parse_bool))
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """
@@ -329,6 +290,10 @@ class Config:
     multiprocess: MultiprocessConfig = field(
         default=MultiprocessConfig(),
         metadata={"section": MultiprocessConfig, "restart": True},
+    )
+    runtime_metrics: RuntimeMetricsConfig = field(
+        default=RuntimeMetricsConfig(),
+        metadata={"section": RuntimeMetricsConfig, "restart": True},
     )
 
     def to_dict(self, *, reveal_secrets: bool = False) -> dict[str, Any]:

@@ -200,6 +200,22 @@ def parse_name_list(raw: object) -> tuple[str, ...]:
     return tuple(names)
 
 
+def parse_choice_list(*choices: str) -> Callable[[object], tuple[str, ...]]:
+    """
+    Build a parser for a list of distinct names, each one of ``choices``.
+    """
+
+    def parse(raw: object) -> tuple[str, ...]:
+        names = parse_name_list(raw)
+        unknown = [name for name in names if name not in choices]
+        if unknown:
+            listed = ", ".join(repr(choice) for choice in choices)
+            raise InvalidValueError(f"{unknown[0]!r} is not one of {listed}")
+        return names
+
+    return parse
+
+
 def parse_str_mapping(raw: object) -> Mapping[str, str]:
     """
     Parse a table of string keys to string values into a read-only mapping.

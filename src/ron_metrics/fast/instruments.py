@@ -34,6 +34,7 @@ __all__ = [
     "FastHistogram",
     "FastUpDownCounter",
     "bind",
+    "single_cell",
 ]
 
 _log = logging.getLogger("opentelemetry.sdk.metrics._internal.instrument")
@@ -307,6 +308,22 @@ class _Fallback:
 
     def record(self, amount: float) -> None:
         self._instrument.record(amount, self._attributes)
+
+
+def single_cell(instrument: Any, attributes: Attributes = None) -> HistogramCell | None:
+    """
+    The one cell ``attributes`` land in, for a fast histogram feeding one stream
+    that nothing else writes through (no group store); else ``None``.
+
+    For a writer that must never wait on a lock, such as a garbage-collector
+    callback: it may run while its own thread holds any lock.
+    """
+    if not isinstance(instrument, FastHistogram):
+        return None
+    cell = BoundHistogram(instrument, attributes)._cell
+    if isinstance(cell, HistogramCell) and cell.shared is None:
+        return cell
+    return None
 
 
 def bind(instrument: Any, attributes: Attributes = None) -> Any:
