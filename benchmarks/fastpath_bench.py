@@ -18,7 +18,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from common import Figure, interleave
+from common import NO_RUNTIME, Figure, interleave
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -36,10 +36,11 @@ THREADS = 8
 
 def _ron(max_series: int = 2000) -> ron_metrics.Runtime:
     config = config_for_tests(
+        **NO_RUNTIME,
         cardinality={
             "max_series": max_series,
             "instruments": {"latency": {"buckets": BOUNDS}},
-        }
+        },
     )
     return ron_metrics.start(config, set_global=False)
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import httpx
-from common import free_port, percentile
+from common import NO_RUNTIME, free_port, percentile
 
 from ron_metrics import start
 from ron_metrics.testing import config_for_tests
@@ -20,7 +20,9 @@ from ron_metrics.testing import config_for_tests
 def _runtime(series: int):  # type: ignore[no-untyped-def]  # returns a runtime or a peer
     runtime = start(
         config_for_tests(
-            cardinality={"max_series": series + 10}, exporter={"kind": "prometheus"}
+            **NO_RUNTIME,
+            cardinality={"max_series": series + 10},
+            exporter={"kind": "prometheus"},
         ),
         set_global=False,
     )

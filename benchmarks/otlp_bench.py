@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from common import Figure, free_port, percentile
+from common import NO_RUNTIME, Figure, free_port, percentile
 
 from ron_metrics import start
 from ron_metrics.exporters.otlp import OtlpSink
@@ -95,6 +95,7 @@ def measure(series: int, repeats: int, window: float) -> dict[str, Any]:
     rotel = Rotel()
     rotel.start()
     config = config_for_tests(
+        **NO_RUNTIME,
         cardinality={"max_series": series + 100},
         exporter={
             "kind": "otlp",
@@ -145,6 +146,7 @@ def measure(series: int, repeats: int, window: float) -> dict[str, Any]:
         switch_started = time.perf_counter()
         runtime.reload(
             config_for_tests(
+                **NO_RUNTIME,
                 cardinality={"max_series": series + 100},
                 exporter={
                     "kind": "prometheus",

@@ -29,6 +29,7 @@ import middleware_bench
 import multiprocess_bench
 import otlp_bench
 import report
+import runtime_bench
 import scrape
 import shapes
 from common import Progress
@@ -54,6 +55,7 @@ class Plan:
     middleware_requests: int
     fast_ops: int
     shape_ops: int
+    runtime_calls: int
 
 
 FULL = Plan(
@@ -73,6 +75,7 @@ FULL = Plan(
     middleware_requests=20_000,
     fast_ops=100_000,
     shape_ops=20_000,
+    runtime_calls=200,
 )
 SMOKE = Plan(
     ops=500,
@@ -91,6 +94,7 @@ SMOKE = Plan(
     middleware_requests=300,
     fast_ops=2_000,
     shape_ops=300,
+    runtime_calls=5,
 )
 
 
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         len(paths)
         for paths in (["/healthz", "/metrics"], ["/metrics"], ["/healthz", "/metrics"])
     ) * len(plan.connections)
-    progress = Progress(total=12 + wrk_steps)
+    progress = Progress(total=13 + wrk_steps)
     command = "python benchmarks/run.py" + (" --smoke" if args.smoke else "")
     results: dict[str, Any] = {"env": environment(command), "smoke": args.smoke}
     progress.step("hot path: counters, histograms, dropped attribute, overflow")
@@ -188,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress.step("every call shape: ours vs raw SDK vs prometheus_client vs a floor")
     results["shapes"] = shapes.measure(plan.shape_ops, plan.repeats)
+    progress.step("process and runtime metrics: cost per collection")
+    results["runtime_metrics"] = runtime_bench.measure(plan.runtime_calls, plan.repeats)
     progress.step("report and plots")
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = report.write(results, args.out)

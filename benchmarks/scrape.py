@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from common import Figure
+from common import NO_RUNTIME, Figure
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -37,7 +37,9 @@ def _labels(n: int) -> list[tuple[str, str]]:
 
 def _ron(n: int) -> tuple[Runtime, dict[str, Callable[[], bytes]]]:
     runtime = start(
-        config_for_tests(cardinality={"max_series": n + 10}, exporter={"kind": "none"}),
+        config_for_tests(
+            **NO_RUNTIME, cardinality={"max_series": n + 10}, exporter={"kind": "none"}
+        ),
         set_global=False,
     )
     counter = runtime.get_meter("bench").create_counter("requests")

@@ -21,6 +21,8 @@ def _ron(port: int, series: int) -> None:
 
     runtime = start(
         config_for_tests(
+            # As the peers' registries: no process collectors (same work).
+            runtime_metrics={"enabled": False},
             cardinality={"max_series": series + 10},
             exporter={
                 "kind": "prometheus",
