@@ -344,3 +344,57 @@ def test_collections_inside_collections_never_deadlock() -> None:
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().split() == ["done"]
+
+
+FORKED = """
+import gc, json, os
+import ron_metrics
+from ron_metrics.testing import config_for_tests, sample_value
+
+rt = ron_metrics.start(config_for_tests(sdk={"fast_path": True}), set_global=False)
+for _ in range(5):
+    gc.collect(2)
+parent_pauses = sample_value(
+    rt, "cpython_gc_pause_duration_seconds_count", cpython_gc_generation="2"
+)
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    gc.collect(2)
+    before = len(os.listdir("/proc/self/task"))
+    got = {
+        "pauses": sample_value(
+            rt, "cpython_gc_pause_duration_seconds_count", cpython_gc_generation="2"
+        ),
+        "uptime": sample_value(rt, "process_uptime_seconds"),
+        "threads": sample_value(rt, "process_threads"),
+    }
+    after = len(os.listdir("/proc/self/task"))
+    got["kernel_threads"] = [min(before, after), max(before, after)]
+    os.write(write, json.dumps(got).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+child = json.loads(os.read(read, 1000))
+print(json.dumps({
+    "parent_pauses": parent_pauses,
+    "parent_uptime": sample_value(rt, "process_uptime_seconds"),
+    "child": child,
+}))
+rt.shutdown()
+"""
+
+
+def test_a_forked_child_reports_itself() -> None:
+    """After fork() the child's families describe the child: its own uptime and
+    threads, and its pause histogram from zero (the parent's pauses are not its)."""
+    import json
+
+    from conftest import run_python
+
+    found = json.loads(run_python(FORKED))
+    child = found["child"]
+    assert found["parent_pauses"] >= 5
+    assert 1 <= child["pauses"] < 5  # its own collection, none of the parent's
+    assert child["uptime"] < found["parent_uptime"]
+    low, high = child["kernel_threads"]
+    assert low <= child["threads"] <= high
