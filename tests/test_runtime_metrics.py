@@ -398,3 +398,48 @@ def test_a_forked_child_reports_itself() -> None:
     assert child["uptime"] < found["parent_uptime"]
     low, high = child["kernel_threads"]
     assert low <= child["threads"] <= high
+
+
+def _families(fast: bool) -> dict[str, Any]:
+    """The runtime families of one collection: identity and each point's labels."""
+    config = config_for_tests(
+        sdk={"fast_path": fast}, runtime_metrics={"groups": ["process", "gc"]}
+    )
+    with runtime_for_tests(config) as runtime:
+        data = runtime._hub.capture()
+        built = runtime._built.runtime_metrics
+    assert built is not None and built.direct is fast
+    assert data is not None
+    found: dict[str, Any] = {}
+    for scope in data.resource_metrics[0].scope_metrics:
+        for metric in scope.metrics:
+            if not metric.name.startswith(("process.", "cpython.")):
+                continue
+            kind = type(metric.data).__name__
+            monotonic = getattr(metric.data, "is_monotonic", None)
+            temporality = getattr(metric.data, "aggregation_temporality", None)
+            labels = sorted(
+                tuple(sorted(point.attributes.items()))
+                for point in metric.data.data_points
+            )
+            values = [point.value for point in metric.data.data_points]
+            assert all(isinstance(value, int | float) for value in values)
+            found[metric.name] = (
+                scope.scope.name,
+                metric.description,
+                metric.unit,
+                kind,
+                monotonic,
+                temporality,
+                labels,
+            )
+    return found
+
+
+def test_the_direct_families_match_the_sdks_observable_instruments() -> None:
+    """On the fast path the families skip the SDK's observable instruments; the
+    SDK path keeps them. Both give the same names, scope, descriptions, units,
+    kinds, monotonicity, temporality and label sets."""
+    direct, reference = _families(True), _families(False)
+    assert len(reference) == 11
+    assert direct == reference

@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import Counter as SdkCounter
@@ -52,9 +52,19 @@ from ron_metrics.fast.instruments import (
 from ron_metrics.fast.stream import Stream
 from ron_metrics.multiprocess.aggregation import fast_record
 
-__all__ = ["FastMeter", "FastRegistry"]
+__all__ = ["Collectable", "FastMeter", "FastRegistry"]
 
 _DEFAULT_LIMIT = 2000
+
+
+class Collectable(Protocol):
+    """
+    What a scope collects: a fast stream, or a source of one finished metric.
+    """
+
+    def collect(self, now: int) -> Metric | None: ...
+
+    def reset(self) -> None: ...
 
 
 class FastRegistry:
@@ -83,7 +93,7 @@ class FastRegistry:
         self._resource = resource
         self._lock = threading.Lock()
         self._instruments: dict[int, Any] = {}  # id(SDK instrument) -> ours
-        self._scopes: dict[Any, list[Stream]] = {}  # scope -> streams
+        self._scopes: dict[Any, list[Collectable]] = {}  # scope -> streams
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _reset(ref))
 
@@ -231,6 +241,13 @@ class FastRegistry:
             ]
         )
 
+    def add_source(self, scope: Any, source: Collectable) -> None:
+        """
+        Collect ``source`` with ``scope``'s streams (after them, in the order added).
+        """
+        with self._lock:
+            self._scopes.setdefault(scope, []).append(source)
+
     def reset(self) -> None:
         """Every stream from zero (a forked child)."""
         self._lock = threading.Lock()
@@ -285,6 +302,12 @@ class FastMeter(Meter):
     def create_gauge(self, name: str, unit: str = "", description: str = "") -> Any:
         made = self._sdk.create_gauge(name, unit, description)
         return self._registry.instrument(made, FastGauge)
+
+    def add_source(self, source: Collectable) -> None:
+        """
+        Add ``source``'s finished metric to this meter's scope at every collection.
+        """
+        self._registry.add_source(self._sdk._instrumentation_scope, source)
 
     def create_observable_counter(self, *args: Any, **kwargs: Any) -> Any:
         return self._sdk.create_observable_counter(*args, **kwargs)
