@@ -38,7 +38,7 @@ def test_benchmark_suite_runs_in_smoke_mode(tmp_path: Path) -> None:
     assert "| 5 attrs, new dict, int status |" in report
     assert "1,000 rotating sets past max_series 100 |" in report
     assert "| process and runtime metrics ≤ 1 ms per collection |" in report
-    assert "| the families' own cost (on − off) |" in report
+    assert "| the families' own cost (on minus off) |" in report
     for plot in (
         "bench-hotpath-counter.png",
         "bench-hotpath-histogram.png",

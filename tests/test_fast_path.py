@@ -569,6 +569,29 @@ class TestStreamInternals:
         assert overflow is spelled
         assert overflow.value == 5
 
+    def test_one_number_among_strings_is_checked_by_its_type_alone(self) -> None:
+        """A number among string values is remembered with its one type; 1.0 and
+        True (equal to 1 in Python) are other series, after which the three are
+        told apart by their types — each found again without resolving."""
+        from ron_metrics.fast.cells import OneTyped, Typed
+
+        stream = self.stream(keys=frozenset({"method", "code"}))
+        as_int = stream.cell({"method": "GET", "code": 1})
+        remembered = stream.kept[(1, "GET")]
+        assert isinstance(remembered, OneTyped)
+        self.refuse_resolving(stream)
+        assert stream.cell({"code": 1, "method": "GET", "u": "1"}) is as_int
+        del stream._resolve, stream._resolve_keyed  # the long way again
+        as_float = stream.cell({"method": "GET", "code": 1.0})
+        as_bool = stream.cell({"method": "GET", "code": True})
+        assert len({id(as_int), id(as_float), id(as_bool)}) == 3
+        grown = stream.kept[(1, "GET")]
+        assert isinstance(grown, Typed)
+        self.refuse_resolving(stream)
+        assert stream.cell({"method": "GET", "code": 1}) is as_int
+        assert stream.cell({"method": "GET", "code": 1.0}) is as_float
+        assert stream.cell({"method": "GET", "code": True}) is as_bool
+
     def test_typed_spellings_are_bounded_too(self) -> None:
         """Number-valued spellings past the limit are not remembered either."""
         stream = self.stream(limit=1)

@@ -16,7 +16,15 @@ from typing import Any
 
 from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
 
-__all__ = ["SCALARS", "Cell", "HistogramCell", "Typed", "series_key", "types_of"]
+__all__ = [
+    "SCALARS",
+    "Cell",
+    "HistogramCell",
+    "OneTyped",
+    "Typed",
+    "series_key",
+    "types_of",
+]
 
 # Value types whose equality within the same type is identity of the attribute
 # value: a set of these, of known types, is exactly one series.
@@ -91,6 +99,26 @@ class Typed(dict[Any, "Cell | HistogramCell"]):
     """
 
     __slots__ = ()
+
+
+class OneTyped:
+    """
+    A remembered set of several values with exactly one that is not a string,
+    seen so far with one type: the set is that series when that one value has that
+    type (the string values matched already: a string equals only a string). Checked
+    by one type test instead of a tuple of every value's type; a second type of
+    the same values turns it into a :class:`Typed`.
+    """
+
+    __slots__ = ("at", "cell", "type", "types")
+
+    def __init__(
+        self, at: int, types: tuple[type, ...], cell: Cell | HistogramCell
+    ) -> None:
+        self.at = at
+        self.type = types[at]
+        self.types = types
+        self.cell = cell
 
 
 def series_key(attributes: Mapping[str, Any]) -> Any:

@@ -23,7 +23,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.metrics import _Gauge as Gauge
 
-from ron_metrics.fast.cells import Cell, HistogramCell, Typed
+from ron_metrics.fast.cells import Cell, HistogramCell, OneTyped, Typed
 from ron_metrics.fast.stream import Stream
 
 __all__ = [
@@ -96,7 +96,7 @@ class _Adder(_Fast):
     _low: float
     _kind: str
 
-    def add(
+    def add(  # noqa: PLR0912 - the hot path inlined: each branch is a call saved
         self,
         amount: float,
         attributes: Attributes = None,
@@ -119,7 +119,12 @@ class _Adder(_Fast):
             if getter is not None and attributes.__class__ is dict:
                 key = getter(attributes)
                 cell = one.kept.get(key)
-                if cell.__class__ is Typed:  # non-string values: chosen by their types
+                if cell.__class__ is OneTyped:  # one non-string value: its type decides
+                    if type(key[cell.at]) is cell.type:
+                        cell = cell.cell
+                elif (
+                    cell.__class__ is Typed
+                ):  # non-string values: chosen by their types
                     cell = cell.get(type(key) if one.single else tuple(map(type, key)))
                 if cell.__class__ is not Cell:
                     cell = one.find_kept(attributes, key, cell)
@@ -176,7 +181,12 @@ class FastHistogram(_Fast, Histogram):
             if getter is not None and attributes.__class__ is dict:
                 key = getter(attributes)
                 cell = one.kept.get(key)
-                if cell.__class__ is Typed:  # non-string values: chosen by their types
+                if cell.__class__ is OneTyped:  # one non-string value: its type decides
+                    if type(key[cell.at]) is cell.type:
+                        cell = cell.cell
+                elif (
+                    cell.__class__ is Typed
+                ):  # non-string values: chosen by their types
                     cell = cell.get(type(key) if one.single else tuple(map(type, key)))
                 if cell.__class__ is not HistogramCell:
                     cell = one.find_kept(attributes, key, cell)

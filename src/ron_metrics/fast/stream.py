@@ -38,6 +38,7 @@ from ron_metrics.fast.cells import (
     SCALARS,
     Cell,
     HistogramCell,
+    OneTyped,
     Typed,
     series_key,
     types_of,
@@ -107,7 +108,7 @@ class Stream:
         # calls passing every one of them in a dict — whatever else they pass, so a
         # dropped attribute that varies costs nothing; ``aliases`` by the caller's
         # own spelling, for every other call.
-        self.kept: dict[Any, Cell | HistogramCell | Typed] = {}
+        self.kept: dict[Any, Cell | HistogramCell | Typed | OneTyped] = {}
         self.aliases: dict[Any, Cell | HistogramCell | Typed] = {}
         self._spare = _SPARE_PER_SERIES * (limit + 1)
         names = sorted(attribute_keys) if attribute_keys else ()
@@ -143,15 +144,21 @@ class Stream:
         return self.find_raw(attributes, raw, entry)
 
     def find_kept(
-        self, attributes: Any, key: Any, entry: Cell | HistogramCell | Typed | None
+        self,
+        attributes: Any,
+        key: Any,
+        entry: Cell | HistogramCell | Typed | OneTyped | None,
     ) -> Cell | HistogramCell:
         """The cell of a call that passed every allowlisted key (``key``: their values)."""
-        if entry is not None:
-            if not isinstance(entry, Typed):
-                return entry
+        if isinstance(entry, OneTyped):
+            if type(key[entry.at]) is entry.type:
+                return entry.cell
+        elif isinstance(entry, Typed):
             found = entry.get(self._types_of_kept(key))
             if found is not None:
                 return found
+        elif entry is not None:
+            return entry
         if self._overflow is not None and self._kept_is_exact(key):
             # At the limit, a set of plain values not remembered is a new series:
             # every series with these keys is remembered under its values.
@@ -250,7 +257,13 @@ class Stream:
             self.kept[key] = found
             return
         entry = self.kept.get(key)
-        if not isinstance(entry, Typed):
+        others = [at for at, kind in enumerate(types) if kind is not str]
+        if entry is None and len(names) > 1 and len(others) == 1:
+            self.kept[key] = OneTyped(others[0], types, found)
+            return
+        if isinstance(entry, OneTyped):  # a second type of the same values
+            entry = self.kept[key] = Typed({entry.types: entry.cell})
+        elif not isinstance(entry, Typed):
             entry = self.kept[key] = Typed()
         entry[types[0] if len(names) == 1 else types] = found
 
