@@ -418,11 +418,11 @@ def _families(fast: bool) -> dict[str, Any]:
             kind = type(metric.data).__name__
             monotonic = getattr(metric.data, "is_monotonic", None)
             temporality = getattr(metric.data, "aggregation_temporality", None)
+            points: list[Any] = list(metric.data.data_points)
             labels = sorted(
-                tuple(sorted(point.attributes.items()))
-                for point in metric.data.data_points
+                tuple(sorted((point.attributes or {}).items())) for point in points
             )
-            values = [point.value for point in metric.data.data_points]
+            values = [point.value for point in points]
             assert all(isinstance(value, int | float) for value in values)
             found[metric.name] = (
                 scope.scope.name,
