@@ -605,7 +605,9 @@ def _runtime_lines(runtime: dict[str, Any] | None) -> list[str]:
         "|---|---|",
     ]
     lines += [f"| {name} | {fig.text()} |" for name, fig in runtime["figures"].items()]
-    lines.append(f"| the families' own cost (on minus off) | {runtime['cost'].text()} |")
+    lines.append(
+        f"| the families' own cost (on minus off) | {runtime['cost'].text()} |"
+    )
     return lines
 
 
