@@ -77,7 +77,7 @@ CANDIDATES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "verdicts": (
         "exporters/prometheus/_verdicts.py",
-        ("tests/test_guards.py", "tests/test_one_parser.py"),
+        ("tests/test_verdicts.py", "tests/test_guards.py", "tests/test_one_parser.py"),
     ),
     "streams": (
         "exporters/prometheus/_streams.py",
