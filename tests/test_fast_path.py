@@ -409,11 +409,11 @@ class TestStreamInternals:
         import time
 
         stream = self.stream("histogram")
-        from ron_metrics.fast.instruments import _observe
+        from ron_metrics.fast.instruments import observe
 
         cell = stream.cell({"a": "x"})
         for value in (0.5, 3.0, 9.0):
-            _observe(cell, value)
+            observe(cell, value)
         now = time.time_ns()
         metric = stream.collect(now)
         assert metric is not None

@@ -30,7 +30,7 @@ from ron_metrics.errors import (
     LifecycleError,
     RonMetricsError,
 )
-from ron_metrics.fast.instruments import bind
+from ron_metrics.fast.bound import bind
 from ron_metrics.health import HealthRegistry, HealthSnapshot
 from ron_metrics.runtime import Runtime, RuntimeState, start, start_async
 

@@ -44,8 +44,8 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from ron_metrics._runtime_readings import FAMILIES, Family, uptime
-from ron_metrics.fast.cells import HistogramCell
-from ron_metrics.fast.instruments import single_cell
+from ron_metrics.fast.bound import single_cell
+from ron_metrics.fast.cells import HistogramCell, new_point
 
 __all__ = ["GC_PAUSE_BUCKETS", "RuntimeMetrics"]
 
@@ -82,7 +82,8 @@ class FamilySource:
         """The family's points now, or ``None`` where there is no reading."""
         family = self.family
         points = [
-            NumberDataPoint(
+            new_point(
+                NumberDataPoint,
                 attributes=dict(attributes) if attributes else {},
                 start_time_unix_nano=self.start,
                 time_unix_nano=now,

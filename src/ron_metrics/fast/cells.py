@@ -22,6 +22,7 @@ __all__ = [
     "HistogramCell",
     "OneTyped",
     "Typed",
+    "new_point",
     "series_key",
     "types_of",
 ]
@@ -138,3 +139,15 @@ def series_key(attributes: Mapping[str, Any]) -> Any:
 
 def types_of(values: Iterable[Any]) -> tuple[type, ...]:
     return tuple(map(type, values))
+
+
+def new_point(cls: type[Any], **fields: Any) -> Any:
+    """
+    A data point of the SDK's class ``cls`` with ``fields``, filled directly.
+
+    The SDK's data points are frozen dataclasses, whose generated ``__init__``
+    costs a guarded setattr per field; a collection makes one per series.
+    """
+    point = object.__new__(cls)
+    vars(point).update(fields)
+    return point

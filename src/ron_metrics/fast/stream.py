@@ -40,6 +40,7 @@ from ron_metrics.fast.cells import (
     HistogramCell,
     OneTyped,
     Typed,
+    new_point,
     series_key,
     types_of,
 )
@@ -55,15 +56,6 @@ _NO_EXEMPLARS: tuple[Any, ...] = ()
 # The overflow series under our own series key: a caller who spells the overflow
 # set itself before the limit made the same series (one cell, as in the SDK).
 _OVERFLOW_SERIES = series_key(_OVERFLOW_ATTRIBUTES)
-
-
-def _point(cls: type[Any], **fields: Any) -> Any:
-    # The SDK's data points are frozen dataclasses, whose generated __init__ costs
-    # a guarded setattr per field; a collection makes one per series. Same object,
-    # filled directly.
-    point = object.__new__(cls)
-    vars(point).update(fields)
-    return point
 
 
 class Stream:
@@ -308,7 +300,7 @@ class Stream:
         else:
             # One attribute read is atomic: no lock needed to read a number.
             numbers = [
-                _point(
+                new_point(
                     NumberDataPoint,
                     attributes=cell.attributes,
                     start_time_unix_nano=cell.start,
@@ -334,7 +326,7 @@ class Stream:
         with cell.lock:
             counts = tuple(cell.counts)
             total, low, high = cell.total, cell.low, cell.high
-        return _point(
+        return new_point(
             HistogramDataPoint,
             attributes=cell.attributes,
             start_time_unix_nano=cell.start,
