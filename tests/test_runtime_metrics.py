@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import clean_env, get_when_served, stop_process
+from conftest import clean_env, get_when_served, run_python, stop_process
 from ron_metrics import ConfigError
 from ron_metrics.testing import config_for_tests, runtime_for_tests, samples
 
@@ -320,30 +320,14 @@ with runtime_for_tests(config_for_tests(sdk={"fast_path": True})) as runtime:
 def test_a_collection_while_the_cells_are_locked_is_still_counted() -> None:
     """The GC callback never waits on a lock: a collection that starts while its
     own thread holds the pause cells' locks completes and is counted."""
-    done = subprocess.run(
-        [sys.executable, "-c", LOCKED_CELLS],
-        capture_output=True,
-        env=clean_env(),
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    grown = [int(n) for n in done.stdout.decode().strip(" []\n").split(",")]
+    grown = [int(n) for n in run_python(LOCKED_CELLS).strip(" []\n").split(",")]
     assert grown[0] >= 1 and grown[2] >= 1
 
 
 def test_collections_inside_collections_never_deadlock() -> None:
     """With a collection at nearly every allocation — inside the pause histogram's
     own collection, under its cell's lock — recording and collecting finish."""
-    done = subprocess.run(
-        [sys.executable, "-c", GC_STORM],
-        capture_output=True,
-        env=clean_env(),
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert done.stdout.decode().split() == ["done"]
+    assert run_python(GC_STORM).split() == ["done"]
 
 
 FORKED = """
@@ -388,8 +372,6 @@ def test_a_forked_child_reports_itself() -> None:
     """After fork() the child's families describe the child: its own uptime and
     threads, and its pause histogram from zero (the parent's pauses are not its)."""
     import json
-
-    from conftest import run_python
 
     found = json.loads(run_python(FORKED))
     child = found["child"]
