@@ -10,7 +10,6 @@ import gc
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +99,16 @@ class _Proc:
             total += task_proc.status("nonvoluntary_ctxt_switches")
         return total
 
+    def snapshot(self) -> dict[str, int | float]:
+        return {
+            "cpu": self.cpu_seconds(),
+            "switches": self.context_switches(),
+            "threads": self.status("Threads"),
+            "rss": self.status("VmRSS") * 1024,
+            "vsz": self.status("VmSize") * 1024,
+            "fds": self.fds(),
+        }
+
     def fds(self) -> int:
         return len(os.listdir(self.root / "fd"))
 
@@ -135,24 +144,9 @@ def test_an_idle_service_reports_what_the_kernel_says(idle_service: Any) -> None
     within the scrape's own connection)."""
     process, address = idle_service
     proc = _Proc(process.pid)
-    before = {
-        "cpu": proc.cpu_seconds(),
-        "switches": proc.context_switches(),
-        "threads": proc.status("Threads"),
-        "rss": proc.status("VmRSS") * 1024,
-        "vsz": proc.status("VmSize") * 1024,
-        "fds": proc.fds(),
-        "started": time.monotonic(),
-    }
+    before = proc.snapshot()
     found = _parse(httpx.get(f"{address}/metrics", timeout=30).text)
-    after = {
-        "cpu": proc.cpu_seconds(),
-        "switches": proc.context_switches(),
-        "threads": proc.status("Threads"),
-        "rss": proc.status("VmRSS") * 1024,
-        "vsz": proc.status("VmSize") * 1024,
-        "fds": proc.fds(),
-    }
+    after = proc.snapshot()
     cpu = _value(found, "process_cpu_time_seconds_total", cpu_mode="user") + _value(
         found, "process_cpu_time_seconds_total", cpu_mode="system"
     )
