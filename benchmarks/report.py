@@ -599,7 +599,8 @@ def _runtime_lines(runtime: dict[str, Any] | None) -> list[str]:
         "The same families on both sides: CPU, memory, descriptors, threads and"
         " garbage collection. prometheus_client's figure includes encoding its text;"
         " ours is the collection alone, measured as the difference of an otherwise"
-        " empty runtime with and without them.",
+        " empty runtime with and without them. Everywhere else on this page they are"
+        " off on our side: the peers' registries there hold no process collectors.",
         "",
         "| candidate | µs per collection |",
         "|---|---|",
