@@ -71,6 +71,9 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         "exporters/prometheus/_verdicts.py",
         ("tests/test_verdicts.py", "tests/test_guards.py", "tests/test_one_parser.py"),
     ),
+    # In-process tests: the middleware's server tests start example apps in
+    # subprocesses, which do not run under mutmut's trampolined package.
+    "http-metrics": ("_http_metrics.py", ("tests/test_http_metrics.py",)),
 }
 # Measured on request (named on the command line) until they hold the gate, then
 # moved up into MODULES.
@@ -83,7 +86,6 @@ CANDIDATES: dict[str, tuple[str, tuple[str, ...]]] = {
         "exporters/prometheus/_streams.py",
         ("tests/test_one_parser.py", "tests/test_slots.py", "tests/test_hardening.py"),
     ),
-    "http-metrics": ("_http_metrics.py", ("tests/test_http_middleware.py",)),
 }
 KILLED = {1, 3, 24, -24, 36, 37, 152, 255}
 SURVIVED = {0}
