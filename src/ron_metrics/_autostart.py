@@ -36,11 +36,6 @@ __all__ = ["PATCHES", "autostart"]
 _MARK = "_ron_metrics_instrumented"
 
 
-def _say(level: int, event: str, **fields: object) -> None:
-    # Straight to stderr: the program's logging is not set up yet (or ever).
-    say_line(level, event, **fields)
-
-
 def _after_init(cls: Any, install: Callable[[Any], None]) -> None:
     # Wrap the class's constructor: every app it makes gets ``install``ed once.
     original = cls.__init__
@@ -108,7 +103,7 @@ class _PatchingLoader(importlib.abc.Loader):
         try:
             self._patch(module)
         except Exception as exc:
-            _say(
+            say_line(
                 logging.ERROR,
                 "autostart_middleware_failed",
                 module=module.__name__,
@@ -151,17 +146,17 @@ def autostart() -> None:
         own_logging()
         runtime = ron_metrics.start(ron_metrics.load_config())
     except Exception as exc:
-        _say(logging.ERROR, "autostart_failed", error=str(exc), pid=os.getpid())
+        say_line(logging.ERROR, "autostart_failed", error=str(exc), pid=os.getpid())
         return
     try:
         from ron_metrics._signals import install_runner_signals
 
         install_runner_signals(runtime)
     except Exception as exc:
-        _say(logging.ERROR, "autostart_signals_failed", error=repr(exc))
+        say_line(logging.ERROR, "autostart_signals_failed", error=repr(exc))
     if os.environ.get("RON_METRICS_AUTOSTART_MIDDLEWARE", "1") != "0":
         for name, patch in PATCHES.items():
             if name in sys.modules:  # imported before us (rare): patch it now
                 patch(sys.modules[name])
         sys.meta_path.insert(0, _PatchOnImport())
-    _say(logging.INFO, "autostart", address=runtime.address, pid=os.getpid())
+    say_line(logging.INFO, "autostart", address=runtime.address, pid=os.getpid())

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ron_metrics.config import Config, load_config
 from ron_metrics.errors import ConfigError, RonMetricsError
+from ron_metrics.logs import say_line
 
 if TYPE_CHECKING:
     from ron_metrics.runtime import Runtime
@@ -88,12 +89,12 @@ def _run_program(file: str | None, middleware: bool, program: list[str]) -> int:
     # The runner shares the program's stderr: its lines are JSON, like the
     # program's ron-metrics lines.
     if not program:
-        _say(logging.ERROR, "run_failed", error="give the command after --")
+        say_line(logging.ERROR, "run_failed", error="give the command after --")
         return EXIT_CONFIG
     try:
         load_config(file)  # every problem now, before the program starts
     except ConfigError as error:
-        _say(
+        say_line(
             logging.ERROR,
             "config_invalid",
             error=str(error).split(":", 1)[0],
@@ -113,18 +114,12 @@ def _run_program(file: str | None, middleware: bool, program: list[str]) -> int:
     try:
         os.execvpe(program[0], program, env)  # noqa: S606 - running the given command is what `run` does
     except OSError as exc:
-        _say(
+        say_line(
             logging.ERROR,
             "run_failed",
             error=f"cannot run {program[0]!r}: {exc.strerror}",
         )
     return EXIT_FAILURE
-
-
-def _say(level: int, event: str, **fields: object) -> None:
-    from ron_metrics.logs import say_line
-
-    say_line(level, event, **fields)
 
 
 def _print_problems(error: ConfigError) -> None:
