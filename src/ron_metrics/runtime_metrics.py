@@ -74,9 +74,9 @@ class FamilySource:
     One family as a finished metric at each collection (the fast path's way).
     """
 
-    def __init__(self, family: Family) -> None:
+    def __init__(self, family: Family, start: int) -> None:
         self.family = family
-        self.start = _process_start_ns()
+        self.start = start  # when the process started (its totals' start)
 
     def collect(self, now: int) -> Metric | None:
         """The family's points now, or ``None`` where there is no reading."""
@@ -154,11 +154,12 @@ class RuntimeMetrics:
         self.pause_cells: list[HistogramCell] = []
         add_source = getattr(meter, "add_source", None)
         self.direct = add_source is not None
+        started = _process_start_ns() if add_source is not None else 0
         for family in FAMILIES:
             if family.group not in groups:
                 continue
             if add_source is not None:
-                add_source(FamilySource(family))
+                add_source(FamilySource(family, started))
             else:
                 _observe(meter, family)
         # Timed pauses need the fast path's cells (see _gc_pauses).
