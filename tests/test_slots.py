@@ -9,10 +9,16 @@ because a timer ran out.
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
 import ssl
 import struct
+import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import StartFn, prometheus_config
+from conftest import StartFn, demo_command, prometheus_config, stop_process
 from ron_metrics import Runtime
 from ron_metrics.testing import sample_value
 from test_tls import client_context, tls_exporter
@@ -283,3 +289,100 @@ def test_a_tls_client_that_closes_frees_its_slot(
         assert all_slots_free(runtime, 1, tls=context)
     counters = wire_counters(runtime)
     assert (counters["read"], counters["write"], counters["idle"]) == (0, 0, 0)
+
+
+@contextmanager
+def stopped_exposer(
+    tmp_path: Path, cap: int
+) -> Iterator[tuple[int, Callable[[], None]]]:
+    """
+    An exposer in its own process (the demo) with a cap of ``cap``; yields its port
+    and a ``resume`` function. The process is stopped (SIGSTOP) until resumed, so
+    every client that connects meanwhile waits in the kernel's accept queue.
+    """
+    config = tmp_path / "slots.toml"
+    config.write_text(
+        "[exporter.prometheus]\n"
+        'bind = "127.0.0.1:0"\n'
+        f"max_connections = {cap}\n"
+        f'read_timeout = "{FAR}"\nwrite_timeout = "{FAR}"\nidle_timeout = "{FAR}"\n'
+    )
+    argv, env = demo_command(str(config), tick="1")
+    log = tmp_path / "demo.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=sink, env=env
+        )
+    try:
+        port = listening_port(log, process)
+        process.send_signal(signal.SIGSTOP)
+        yield port, lambda: process.send_signal(signal.SIGCONT)
+    finally:
+        process.send_signal(signal.SIGCONT)
+        stop_process(process)
+
+
+def listening_port(log: Path, process: subprocess.Popen[bytes]) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in log.read_text().splitlines():
+            if '"event":"listening"' in line:
+                return port_of(str(json.loads(line)["address"]))
+        time.sleep(0.05)
+    pytest.fail(f"the demo never logged its listening line: {log.read_text()[-2000:]}")
+
+
+def test_clients_that_closed_before_being_served_never_refuse_a_live_one(
+    tmp_path: Path,
+) -> None:
+    """300 clients send and close while the exposer is stopped; a cap of 4 still serves a live one."""
+    with stopped_exposer(tmp_path, cap=4) as (port, resume):
+        for _ in range(300):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(HEALTHZ)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as live:
+            live.sendall(HEALTHZ_CLOSE)
+            resume()
+            # All 301 are accepted at once; the 300 whose peers are gone hold no
+            # slot, so the live client is served, not reset.
+            assert status_of(read_all(live, 30)) == 200
+
+
+def test_half_closed_clients_are_still_answered(tmp_path: Path) -> None:
+    """Clients that send and half-close while the exposer is stopped each get their answer."""
+    with stopped_exposer(tmp_path, cap=64) as (port, resume):
+        clients = []
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(HEALTHZ)
+            sock.shutdown(socket.SHUT_WR)
+            clients.append(sock)
+        resume()
+        try:
+            assert [status_of(read_all(sock, 30)) for sock in clients] == [200] * 20
+        finally:
+            for sock in clients:
+                sock.close()
+
+
+def test_clients_that_closed_before_being_served_are_capped_too(tmp_path: Path) -> None:
+    """Waiting clients whose peers are gone are bounded by the cap: the rest are refused and counted."""
+    cap, clients = 4, 50
+    with stopped_exposer(tmp_path, cap=cap) as (port, resume):
+        held = []
+        for _ in range(clients):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(HEALTHZ)
+            sock.shutdown(socket.SHUT_WR)
+            held.append(sock)
+        resume()
+        try:
+            answered = sum(status_of(read_all(sock, 30)) == 200 for sock in held)
+        finally:
+            for sock in held:
+                sock.close()
+        # All 50 are accepted in one go while the first few are still being served.
+        assert cap <= answered < clients
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        refused = f'rejected_total{{reason="connections"}} {clients - answered}'
+        assert refused in body

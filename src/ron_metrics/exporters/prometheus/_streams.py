@@ -37,6 +37,7 @@ __all__ = [
     "WireEvents",
     "WireLimits",
     "fileno_of",
+    "peer_finished",
     "peer_of",
     "socket_closed",
 ]
@@ -107,6 +108,30 @@ def socket_closed(fd: int) -> bool:
             return False
         except OSError:
             return True
+
+
+# Linux TCP states (include/net/tcp_states.h): the peer's FIN moves a socket we
+# have not closed to CLOSE_WAIT; a reset before we looked leaves it CLOSE.
+_TCP_CLOSE = 7
+_TCP_CLOSE_WAIT = 8
+
+
+def peer_finished(fd: int) -> bool:
+    """
+    True if the peer has already closed its side (FIN or reset received).
+
+    Unlike a peek, this sees a FIN queued behind unread request bytes: a client
+    that sent its request and closed is known as gone before anything is read.
+    Where the kernel does not report TCP state, the answer is False.
+    """
+    if not hasattr(socket, "TCP_INFO"):
+        return False
+    with socket.socket(fileno=os.dup(fd)) as probe:
+        try:
+            state = probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)
+        except OSError:
+            return False
+    return state[0] in (_TCP_CLOSE, _TCP_CLOSE_WAIT)
 
 
 class GuardedReader:

@@ -39,12 +39,23 @@ from ron_metrics.exporters.prometheus._streams import (
     WireEvents,
     WireLimits,
     fileno_of,
+    peer_finished,
     peer_of,
     socket_closed,
 )
 from ron_metrics.exporters.prometheus._verdicts import VerdictApp, VerdictTable
 
 __all__ = ["GuardedServer"]
+
+
+# How many clients that closed before being served are answered at once: enough
+# that a few stalled writes (half-closed clients that never read) do not stop the
+# rest, few enough that live clients are not kept waiting behind them.
+_FINISHED_AT_ONCE = 4
+
+
+def _nothing() -> None:
+    pass
 
 
 async def _until_peer_gone(serving: asyncio.Task[None], gone: asyncio.Event) -> None:
@@ -84,6 +95,9 @@ class GuardedServer:
         self._events = events
         self._ssl = ssl_context
         self._open = 0
+        self._finished_queued = 0
+        # Clients that closed before being served are answered a few at a time.
+        self._finished_turn = asyncio.Semaphore(_FINISHED_AT_ONCE)
         self._tasks: set[asyncio.Task[None]] = set()
         self._context = WorkerContext(None)
         # How long in-flight connections may finish at shutdown (set by the sink).
@@ -102,13 +116,13 @@ class GuardedServer:
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        if self._open >= self._limits.max_connections:
-            self._events.refused_connection(peer=peer_of(writer))
-            writer.transport.abort()
+        fd = fileno_of(writer)
+        if fd is not None and peer_finished(fd):
+            await self._tracked(self._serve_finished(reader, writer))
             return
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        if self._open >= self._limits.max_connections:
+            self._refuse(writer)
+            return
         self._open += 1
         released = False
 
@@ -119,9 +133,40 @@ class GuardedServer:
                 self._open -= 1
 
         try:
-            await self._serve_connection(reader, writer, release)
+            await self._tracked(self._serve_connection(reader, writer, release))
         finally:
             release()
+
+    async def _serve_finished(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # The client sent its request and closed (or half-closed) before we got to
+        # it. A half-closed client may still read, so it is answered, but it holds
+        # no connection slot and waits behind live clients: a burst of them can
+        # neither lock live clients out nor delay them. Their number is capped
+        # like live connections, so they cannot pile up descriptors either.
+        if self._finished_queued >= self._limits.max_connections:
+            self._refuse(writer)
+            return
+        self._finished_queued += 1
+        try:
+            async with self._finished_turn:
+                await self._serve_connection(reader, writer, _nothing)
+        finally:
+            self._finished_queued -= 1
+
+    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        self._events.refused_connection(peer=peer_of(writer))
+        writer.transport.abort()
+
+    async def _tracked(self, serving: Awaitable[None]) -> None:
+        # Connections in flight are drained (then cancelled) at shutdown.
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await serving
+        finally:
             if task is not None:
                 self._tasks.discard(task)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -136,7 +137,10 @@ class PrometheusSink:
         config.h11_max_incomplete_size = self.config.max_header_bytes
         config.include_server_header = False
         config.graceful_timeout = 2.0
-        config.backlog = self.config.max_connections
+        # The connection cap is enforced after accept; a kernel queue sized to the
+        # cap would drop the handshakes of a burst (clients then wait a SYN
+        # retransmit, 1 s or more) instead of answering or refusing them at once.
+        config.backlog = max(socket.SOMAXCONN, self.config.max_connections)
         config.accesslog = None
         config.errorlog = logging.getLogger("ron_metrics.hypercorn")
         # hypercorn's "Running on ..." banner is not ours to print; our own
