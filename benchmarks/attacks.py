@@ -240,6 +240,50 @@ def send_and_close(clients: int, fresh: int = 100) -> dict[str, float]:
         _stop(process)
 
 
+def closing_readers(series: int) -> dict[str, float]:
+    """
+    A cap of 4 held by clients stuck mid-way through a big scrape; they close.
+
+    Every timer is set far beyond the drill, so a slot can only come back because
+    its client closed: the figure is how soon a fresh client is served after that.
+    """
+    process, port = _serve("ron-cap4", series)
+    try:
+        holders = []
+        for _ in range(4):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(60)
+            sock.recv(1)  # the answer has started: the writer is now stuck
+            holders.append(sock)
+        time.sleep(0.5)
+        refused_while_held = 0
+        try:
+            _fresh_healthz(port)
+        except OSError:
+            refused_while_held = 1
+        for sock in holders:
+            sock.close()
+        closed = time.perf_counter()
+        back_ms = float("nan")  # not back within 30 s
+        while time.perf_counter() - closed < 30:
+            try:
+                if _fresh_healthz(port):
+                    back_ms = (time.perf_counter() - closed) * 1000
+                    break
+            except OSError:
+                time.sleep(0.005)
+        return {
+            "series": series,
+            "refused_while_held": refused_while_held,
+            "slot_back_ms": back_ms,
+        }
+    finally:
+        _stop(process)
+
+
 def cardinality_bomb(values: int) -> dict[str, float]:
     runtime = start(config_for_tests(exporter={"kind": "prometheus"}), set_global=False)
     try:
@@ -374,6 +418,17 @@ def render(results: dict[str, Any], command: str) -> str:
         "freed when its peer closes, not by a timer, and clients that closed before "
         "being served hold no slot and wait behind live ones."
     )
+    cr = results["closing_readers"]
+    lines.append(
+        "- **Stuck readers that close**: a cap of 4 connections held by clients stuck "
+        f"part-way through a {cr['series']:,}-series `/metrics` (every timer at 300 s); "
+        + (
+            "a fresh client probed while they held it was refused; "
+            if cr["refused_while_held"]
+            else "a fresh client probed while they held it was served (a slot was free); "
+        )
+        + f"once they closed, a fresh `/healthz` was answered {cr['slot_back_ms']:.0f} ms later."
+    )
     lines += ["", END]
     return "\n".join(lines)
 
@@ -391,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "slowloris": slowloris(30 if smoke else 300, 3 if smoke else 8),
         "send_close": send_and_close(60 if smoke else 600),
+        "closing_readers": closing_readers(20_000 if smoke else 100_000),
         "flood": flood(1 if smoke else 10, 256),
         "bomb": cardinality_bomb(20_000 if smoke else 1_000_000),
         "down": collector_down(2 if smoke else 60),

@@ -15,7 +15,12 @@ import sys
 import threading
 
 
-def _ron(port: int, series: int) -> None:
+def _ron_cap4(port: int, series: int) -> None:
+    # Four connection slots and no timer that could free one within a drill.
+    _ron(port, series, max_connections=4, write_timeout="300s", idle_timeout="300s")
+
+
+def _ron(port: int, series: int, **prometheus: object) -> None:
     from ron_metrics import start
     from ron_metrics.testing import config_for_tests
 
@@ -26,7 +31,7 @@ def _ron(port: int, series: int) -> None:
             cardinality={"max_series": series + 10},
             exporter={
                 "kind": "prometheus",
-                "prometheus": {"bind": f"127.0.0.1:{port}"},
+                "prometheus": {"bind": f"127.0.0.1:{port}", **prometheus},
             },
         ),
         set_global=False,
@@ -106,6 +111,9 @@ def _wait_and(stop: object) -> None:
 
 if __name__ == "__main__":
     kind, port, series = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    {"ron": _ron, "prometheus-client": _prometheus_client, "naive-quart": _naive_quart}[
-        kind
-    ](port, series)
+    {
+        "ron": _ron,
+        "ron-cap4": _ron_cap4,
+        "prometheus-client": _prometheus_client,
+        "naive-quart": _naive_quart,
+    }[kind](port, series)

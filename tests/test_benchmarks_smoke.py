@@ -54,7 +54,7 @@ def test_attack_drills_run_in_smoke_mode(tmp_path: Path) -> None:
     """The attack drills still run and write their figures section."""
     target = tmp_path / "security.md"
     target.write_text(
-        "# Security\n\n<!-- figures:start -->\nold\n<!-- figures:end -->\n\ntail\n"
+        "# Security\n\n<!-- figures:start -->\nstale figures\n<!-- figures:end -->\n\ntail\n"
     )
     result = subprocess.run(
         [
@@ -70,9 +70,10 @@ def test_attack_drills_run_in_smoke_mode(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     text = target.read_text()
-    assert "old" not in text
+    assert "stale figures" not in text
     assert text.endswith("tail\n")
-    for drill in ("Slowloris", "Flood", "Cardinality bomb", "Collector down"):
+    drills = ("Slowloris", "Flood", "Cardinality bomb", "Collector down")
+    for drill in (*drills, "Send and close", "Stuck readers that close"):
         assert f"**{drill}**" in text
 
 
