@@ -142,6 +142,8 @@ class Stream:
         entry: Cell | HistogramCell | Typed | OneTyped | None,
     ) -> Cell | HistogramCell:
         """The cell of a call that passed every allowlisted key (``key``: their values)."""
+        if entry is None:
+            return self._not_remembered(attributes, key)
         if isinstance(entry, OneTyped):
             if type(key[entry.at]) is entry.type:
                 return entry.cell
@@ -149,11 +151,17 @@ class Stream:
             found = entry.get(self._types_of_kept(key))
             if found is not None:
                 return found
-        elif entry is not None:
+        else:
             return entry
-        if self._overflow is not None and self._kept_is_exact(key):
-            # At the limit, a set of plain values not remembered is a new series:
-            # every series with these keys is remembered under its values.
+        return self._not_remembered(attributes, key)
+
+    def _not_remembered(self, attributes: Any, key: Any) -> Cell | HistogramCell:
+        # Past the limit, a set of plain values not remembered is a new series
+        # (every series with these keys is remembered under its values): the
+        # overflow's, decided by one C-level type check.
+        if self._overflow is not None and (
+            type(key) in SCALARS if self.single else SCALARS.issuperset(map(type, key))
+        ):
             return self._overflow
         return self._resolve(attributes)
 
@@ -190,12 +198,6 @@ class Stream:
         ):
             return None
         return self._cells.get(series_key(attributes)) or self._overflow
-
-    def _kept_is_exact(self, key: Any) -> bool:
-        types = self._types_of_kept(key)
-        if type(types) is type:
-            return types in SCALARS
-        return set(types) <= SCALARS
 
     def _resolve(self, attributes: Mapping[str, Any] | None) -> Cell | HistogramCell:
         return self._resolve_keyed(attributes)[0]
