@@ -13,6 +13,8 @@ work ours leaves out (a fair upper bound on its side, said here).
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +29,7 @@ from prometheus_client import (
 )
 
 from ron_metrics import start
+from ron_metrics.multiprocess.member_runtime import MemberRuntime
 from ron_metrics.testing import config_for_tests
 
 
@@ -76,7 +79,32 @@ def measure(calls: int, repeats: int) -> dict[str, Any]:
             "figures": figures,
             "cost": cost,
             "ratio_to_peer": statistics.median(ratios),
+            "per_member": per_member(max(1, calls // 10), repeats),
         }
     finally:
         on.shutdown()
         off.shutdown()
+
+
+def per_member(calls: int, repeats: int, members: int = 8) -> Figure:
+    """
+    In a group, what the serving process spends per live member at a scrape:
+    reading its ``/proc/<pid>`` and building its families. The members are real
+    processes (idle children of this one).
+    """
+    children = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        for _ in range(members)
+    ]
+    try:
+        pids = [child.pid for child in children]
+        reader = MemberRuntime()
+        assert reader.metrics(pids), "no member could be read (no /proc?)"
+        figure = Figure("per group member at a scrape", "µs")
+        for _ in range(repeats):
+            figure.values.append(_timed(lambda: reader.metrics(pids), calls) / members)
+        return figure
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()

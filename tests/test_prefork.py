@@ -254,3 +254,68 @@ def test_port_is_served_again_after_the_serving_process_dies(server: Server) -> 
     # Within 2 s on an idle machine (benchmarked); a busy one is allowed more.
     assert _answers(f"{server.metrics}/healthz", killed_at + 30)
     assert server.total() >= before
+
+
+def _scrape(server: Server) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = httpx.get(f"{server.metrics}/metrics", timeout=30).text
+    assert promtool_check(body).returncode == 0, body[-2000:]
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def _per_pid(
+    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> dict[int, float]:
+    wanted = set(labels.items())
+    return {
+        int(dict(key)["process_pid"]): value
+        for (sample, key), value in found.items()
+        if sample == name and wanted <= key
+    }
+
+
+def _proc_cpu_rss(pid: int) -> tuple[float, int]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return cpu, rss * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_each_live_member_reports_its_own_process_values(server: Server) -> None:
+    """Per worker at the one port, by process.pid: CPU and RSS as /proc says of
+    each; a killed worker's series are gone at the next scrape."""
+    served = {server.request() for _ in range(20)} - {None}
+    assert served
+    before = {pid: _proc_cpu_rss(pid) for pid in served if pid is not None}
+    found = _scrape(server)
+    after = {pid: _proc_cpu_rss(pid) for pid in before}
+    user = _per_pid(found, "process_cpu_time_seconds_total", cpu_mode="user")
+    system = _per_pid(found, "process_cpu_time_seconds_total", cpu_mode="system")
+    rss = _per_pid(found, "process_memory_usage_bytes")
+    # Every worker that answered is a member; with --preload the parent is one too.
+    assert set(before) <= set(rss) <= set(before) | {server.process.pid}
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    for pid, (cpu_before, rss_before) in before.items():
+        cpu_after, rss_after = after[pid]
+        assert cpu_before - tick <= user[pid] + system[pid] <= cpu_after + tick
+        assert 0.9 * min(rss_before, rss_after) <= rss[pid]
+        assert rss[pid] <= 1.1 * max(rss_before, rss_after)
+    assert found[("ron_metrics_group_members", frozenset())] == len(rss)
+    group_rss = found[("ron_metrics_group_memory_usage_bytes", frozenset())]
+    assert 0.9 * sum(rss.values()) <= group_rss <= 1.1 * sum(rss.values())
+    if server.name in STOPS_ON_WORKER_DEATH:
+        return
+    port = int(server.metrics.rsplit(":", 1)[1])
+    # A worker that does not serve the port (killing that one is another test).
+    victim = min(set(rss) - {_serving_pid(port), server.process.pid})
+    os.kill(victim, signal.SIGKILL)
+    assert _wait_until_dead(victim, time.monotonic() + 30)
+    # The next scrape reads only live members: nothing of the victim is left.
+    gone = _scrape(server)
+    assert not any(dict(labels).get("process_pid") == str(victim) for _, labels in gone)

@@ -263,14 +263,39 @@ def test_without_the_fast_path_pauses_are_not_timed() -> None:
     assert names >= PROCESS_FAMILIES | GC_FAMILIES
 
 
-def test_in_a_group_the_runtime_families_are_left_out(tmp_path: Path) -> None:
-    """One process would stand for every worker: left out until each member
-    publishes its own."""
-    group = tmp_path / "group"
-    config = config_for_tests(multiprocess={"dir": str(group)})
+def test_in_a_group_only_the_members_process_families_are_reported(
+    tmp_path: Path,
+) -> None:
+    """The serving process reports each live member's process families by pid
+    (itself included), never its own GC figures as the group's."""
+    config = config_for_tests(
+        multiprocess={"dir": str(tmp_path / "group")},
+        exporter={"kind": "prometheus", "prometheus": {"bind": "127.0.0.1:0"}},
+    )
     with runtime_for_tests(config) as runtime:
-        names = _names(runtime)
-    assert not (PROCESS_FAMILIES | GC_FAMILIES | {PAUSE_FAMILY}) & names
+        found = _parse(get_when_served(f"{runtime.address}/metrics").text)
+    names = {name for name, _labels in found}
+    assert names >= PROCESS_FAMILIES
+    assert not (GC_FAMILIES | {PAUSE_FAMILY}) & names
+    pids = {
+        dict(labels).get("process_pid")
+        for name, labels in found
+        if name in PROCESS_FAMILIES
+    }
+    assert pids == {str(os.getpid())}
+    assert found[("ron_metrics_group_members", frozenset())] == 1
+
+
+def test_a_member_of_another_user_or_gone_is_not_read() -> None:
+    """A pid from a file name proves nothing: gone or foreign processes are skipped."""
+    from ron_metrics._runtime_readings import member_reading
+
+    assert member_reading(os.getpid()) is not None
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(30)
+    assert member_reading(process.pid) is None  # reaped: gone
+    if os.getuid() != 0:
+        assert member_reading(1) is None  # init is root's
 
 
 GC_STORM = """

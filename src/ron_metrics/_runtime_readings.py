@@ -19,7 +19,9 @@ from typing import Any
 __all__ = [
     "FAMILIES",
     "Family",
+    "MemberReading",
     "Points",
+    "member_reading",
     "memory_bytes",
     "open_fds",
     "thread_count",
@@ -48,8 +50,8 @@ def _read(path: str) -> bytes | None:
         os.close(fd)
 
 
-def _stat_fields() -> list[bytes] | None:
-    stat = _read("/proc/self/stat")
+def _stat_fields(proc: str = "/proc/self") -> list[bytes] | None:
+    stat = _read(proc + "/stat")
     if stat is None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after it.
@@ -57,11 +59,11 @@ def _stat_fields() -> list[bytes] | None:
     return stat[stat.rindex(b")") + 2 :].split()
 
 
-def memory_bytes() -> tuple[int, int] | None:
+def memory_bytes(proc: str = "/proc/self") -> tuple[int, int] | None:
     """
-    (resident, virtual) bytes of this process, from ``/proc/self/statm``.
+    (resident, virtual) bytes of the process, from its ``statm``.
     """
-    text = _read("/proc/self/statm")
+    text = _read(proc + "/statm")
     if text is None:
         return None
     size, resident = text.split()[:2]
@@ -86,15 +88,113 @@ def open_fds() -> int | None:
         return None
 
 
+def _since_boot(start_ticks: bytes) -> float | None:
+    if not hasattr(time, "CLOCK_BOOTTIME"):
+        return None
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - int(start_ticks) / _TICKS
+
+
 def uptime() -> float | None:
     """
     Seconds since this process started: its start tick against the boot clock.
     """
     fields = _stat_fields()
-    if fields is None or not hasattr(time, "CLOCK_BOOTTIME"):
+    return None if fields is None else _since_boot(fields[19])  # field 22: start
+
+
+@dataclass(frozen=True, slots=True)
+class MemberReading:
+    """
+    What ``/proc/<pid>`` says of another process of this user (one group member).
+    """
+
+    pid: int
+    cpu_user: float
+    cpu_system: float
+    resident: int
+    virtual: int
+    threads: int
+    uptime: float | None
+    open_fds: int | None
+    fd_limit: int | None
+    voluntary_switches: int | None
+    involuntary_switches: int | None
+
+
+def _status_fields(text: bytes) -> dict[bytes, bytes]:
+    fields = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(b":")
+        fields[name] = value.strip()
+    return fields
+
+
+def _soft_fd_limit(proc: str) -> int | None:
+    text = _read(proc + "/limits")
+    for line in (text or b"").splitlines():
+        if line.startswith(b"Max open files"):
+            soft = line[len(b"Max open files") :].split()[0]
+            return int(soft) if soft.isdigit() else None
+    return None
+
+
+def member_reading(pid: int) -> MemberReading | None:
+    """
+    ``pid``'s process values, or ``None`` if it is gone, unreadable or another
+    user's (a name in the group directory is no proof of whose process it is).
+    """
+    proc = f"/proc/{pid}"
+    try:
+        return _member_reading(pid, proc)
+    except (ValueError, IndexError):  # the process ended part-way through
         return None
-    started = int(fields[19]) / _TICKS  # field 22: start time, ticks after boot
-    return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+
+
+def _member_reading(pid: int, proc: str) -> MemberReading | None:
+    status = _read(proc + "/status")
+    fields = _stat_fields(proc)
+    memory = memory_bytes(proc)
+    if status is None or fields is None or memory is None:
+        return None
+    by_name = _status_fields(status)
+    uids = by_name.get(b"Uid", b"").split()
+    if not uids or uids[0] != str(os.getuid()).encode():
+        return None
+    try:
+        fds: int | None = len(os.listdir(proc + "/fd"))
+    except OSError:
+        fds = None
+    voluntary, involuntary = _task_switches(proc)
+    return MemberReading(
+        pid=pid,
+        cpu_user=int(fields[11]) / _TICKS,  # field 14: utime
+        cpu_system=int(fields[12]) / _TICKS,  # field 15: stime
+        resident=memory[0],
+        virtual=memory[1],
+        threads=int(fields[17]),
+        uptime=_since_boot(fields[19]),
+        open_fds=fds,
+        fd_limit=_soft_fd_limit(proc),
+        voluntary_switches=voluntary,
+        involuntary_switches=involuntary,
+    )
+
+
+def _task_switches(proc: str) -> tuple[int | None, int | None]:
+    # A process's status counts its main thread only: sum its live threads.
+    try:
+        tasks = os.listdir(proc + "/task")
+    except OSError:
+        return None, None
+    voluntary = involuntary = 0
+    for task in tasks:
+        text = _read(f"{proc}/task/{task}/status")
+        if text is None:
+            continue  # the thread ended meanwhile
+        by_name = _status_fields(text)
+        voluntary += int(by_name.get(b"voluntary_ctxt_switches", b"0"))
+        involuntary += int(by_name.get(b"nonvoluntary_ctxt_switches", b"0"))
+    return voluntary, involuntary
 
 
 @dataclass(frozen=True, slots=True)

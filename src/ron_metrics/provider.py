@@ -36,6 +36,7 @@ from ron_metrics.hub import HubReader
 from ron_metrics.logs import log_event
 from ron_metrics.multiprocess.aggregation import CURRENT
 from ron_metrics.multiprocess.group import Group
+from ron_metrics.multiprocess.member_runtime import MemberRuntime
 from ron_metrics.multiprocess.memory_fs import check_amnesia_dir
 from ron_metrics.runtime_metrics import RuntimeMetrics
 from ron_metrics.views import SELF_METER_NAME, build_views
@@ -157,21 +158,31 @@ def build_provider(config: Config) -> BuiltProvider:
         hub=hub,
         self_metrics=self_metrics,
         group=group,
-        runtime_metrics=_runtime_metrics(config, provider, in_group=group is not None),
+        runtime_metrics=_runtime_metrics(config, provider, group=group),
     )
 
 
 def _runtime_metrics(
-    config: Config, provider: MeterProvider, *, in_group: bool
+    config: Config, provider: MeterProvider, *, group: Group | None
 ) -> RuntimeMetrics | None:
     chosen = config.runtime_metrics
     if not chosen.enabled or not chosen.groups:
         return None
-    if in_group:
-        # The serving process collects for the group: its own process values
-        # would stand for every worker's. Per-worker values need each member to
-        # publish its own, which the group does not do yet.
-        log_event(_log, logging.INFO, "runtime_metrics_off", reason="multiprocess")
+    if group is not None:
+        # The serving process collects for the group, so its own values cannot
+        # stand for the workers': it reads every live member's process values
+        # instead. The interpreter's GC figures cannot be read from outside.
+        if "process" in chosen.groups:
+            group.member_runtime = MemberRuntime()
+        if off := [name for name in chosen.groups if name != "process"]:
+            log_event(
+                _log,
+                logging.INFO,
+                "runtime_metrics_off",
+                groups=",".join(off),
+                reason="multiprocess: a worker's GC figures cannot be read from"
+                " the serving process",
+            )
         return None
     found = RuntimeMetrics(provider.get_meter(SELF_METER_NAME), chosen.groups)
     if "gc_pauses" in chosen.groups and not found.timing_pauses:

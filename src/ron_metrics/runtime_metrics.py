@@ -31,7 +31,7 @@ from __future__ import annotations
 import gc
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -47,7 +47,7 @@ from ron_metrics._runtime_readings import FAMILIES, Family, uptime
 from ron_metrics.fast.bound import single_cell
 from ron_metrics.fast.cells import HistogramCell, new_point
 
-__all__ = ["GC_PAUSE_BUCKETS", "RuntimeMetrics"]
+__all__ = ["GC_PAUSE_BUCKETS", "RuntimeMetrics", "family_metric", "number_point"]
 
 # Seconds: young collections take tens of microseconds, full ones of a large heap
 # can take hundreds of milliseconds.
@@ -80,39 +80,45 @@ class FamilySource:
 
     def collect(self, now: int) -> Metric | None:
         """The family's points now, or ``None`` where there is no reading."""
-        family = self.family
         points = [
-            new_point(
-                NumberDataPoint,
-                attributes=dict(attributes) if attributes else {},
-                start_time_unix_nano=self.start,
-                time_unix_nano=now,
-                value=value,
-                exemplars=[],
-            )
-            for attributes, value in family.read()
+            number_point(attributes, value, self.start, now)
+            for attributes, value in self.family.read()
         ]
-        if not points:
-            return None
-        data: Sum | Gauge
-        if family.kind == "gauge":
-            data = Gauge(data_points=points)
-        else:
-            data = Sum(
-                data_points=points,
-                aggregation_temporality=AggregationTemporality.CUMULATIVE,
-                is_monotonic=family.kind == "counter",
-            )
-        return Metric(
-            name=family.name,
-            description=family.description,
-            unit=family.unit,
-            data=data,
-        )
+        return family_metric(self.family, points) if points else None
 
     def reset(self) -> None:
         """In a forked child: its totals start with it."""
         self.start = _process_start_ns()
+
+
+def number_point(
+    attributes: Mapping[str, Any] | None, value: float, start: int, now: int
+) -> Any:
+    """One cumulative point of a runtime family."""
+    return new_point(
+        NumberDataPoint,
+        attributes=dict(attributes) if attributes else {},
+        start_time_unix_nano=start,
+        time_unix_nano=now,
+        value=value,
+        exemplars=[],
+    )
+
+
+def family_metric(family: Family, points: list[Any]) -> Metric:
+    """``points`` as ``family``'s metric: a gauge or a cumulative sum."""
+    data: Sum | Gauge
+    if family.kind == "gauge":
+        data = Gauge(data_points=points)
+    else:
+        data = Sum(
+            data_points=points,
+            aggregation_temporality=AggregationTemporality.CUMULATIVE,
+            is_monotonic=family.kind == "counter",
+        )
+    return Metric(
+        name=family.name, description=family.description, unit=family.unit, data=data
+    )
 
 
 def _process_start_ns() -> int:

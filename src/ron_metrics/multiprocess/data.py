@@ -5,7 +5,7 @@ The group's merged series as SDK ``MetricsData``, so the one encoder writes them
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -46,9 +46,12 @@ class GroupData:
         self._attributes: dict[SeriesKey, Mapping[str, Any]] = {}
         self._scopes: dict[tuple[str, str], InstrumentationScope] = {}
 
-    def build(self, merged: Mapping[SeriesKey, Merged]) -> MetricsData:
+    def build(
+        self, merged: Mapping[SeriesKey, Merged], own: Sequence[Metric] = ()
+    ) -> MetricsData:
         """
-        One ``ResourceMetrics`` with a ``ScopeMetrics`` per meter (ours first).
+        One ``ResourceMetrics`` with a ``ScopeMetrics`` per meter (ours first);
+        ``own`` are metrics of ours made at collection (the members' process values).
         """
         now = time.time_ns()
         metrics: dict[tuple[str, str], dict[tuple[Any, ...], list[Any]]] = {}
@@ -65,6 +68,8 @@ class GroupData:
             points = metrics.setdefault((scope, version), {}).setdefault(identity, [])
             points.append(_point(merged[key], attributes, bounds, self._start, now))
         self._attributes = kept
+        if own:
+            metrics.setdefault((SELF_METER_NAME, ""), {})
         scopes = sorted(metrics, key=lambda scope: (scope[0] != SELF_METER_NAME, scope))
         scope_metrics = [
             ScopeMetrics(
@@ -72,7 +77,8 @@ class GroupData:
                 metrics=[
                     _metric(identity, points)
                     for identity, points in metrics[(name, version)].items()
-                ],
+                ]
+                + (list(own) if (name, version) == (SELF_METER_NAME, "") else []),
                 schema_url="",
             )
             for name, version in scopes

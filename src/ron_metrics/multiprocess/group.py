@@ -37,6 +37,7 @@ from ron_metrics.logs import RateLimitedLog, log_event
 from ron_metrics.multiprocess.archive import ARCHIVE, read_archive, write_archive
 from ron_metrics.multiprocess.data import GroupData
 from ron_metrics.multiprocess.guard import TotalsFloor, ValueGuard
+from ron_metrics.multiprocess.member_runtime import MemberRuntime
 from ron_metrics.multiprocess.merge import merge
 from ron_metrics.multiprocess.store import (
     MAX_GROUP_FILE_BYTES,
@@ -62,6 +63,14 @@ Records = list[tuple[SeriesKey, tuple[float, ...]]]
 # a member could not legitimately hold.
 REJECT_FILE = "group_file"
 REJECT_VALUE = "group_value"
+
+
+def _pid_of(path: Path) -> int | None:
+    # member-PID-NANOS.db; anything else names no process.
+    parts = path.name.split("-")
+    if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 10:
+        return None
+    return int(parts[1])
 
 
 def _flock(fd: int, operation: int) -> bool:
@@ -101,6 +110,9 @@ class Group:
         # Told what a collection refused: (reason, how many). Set by the runtime
         # to its ``rejected_total`` counter.
         self.on_rejected: Callable[[str, int], None] = lambda reason, count: None
+        # Reads each live member's process values at collection (when the runtime
+        # reports process metrics).
+        self.member_runtime: MemberRuntime | None = None
 
     def join(self) -> MemberStore:
         """
@@ -239,9 +251,12 @@ class Group:
         members.append((False, archived))
         exited: list[Path] = []
         seen: list[Path] = []
+        live_pids: list[int] = []
         for path, fd, live in self._member_files(report=True):
             if path.name in absorbed and not live:
                 continue  # folded into the archive (a live member never is)
+            if live and (pid := _pid_of(path)) is not None:
+                live_pids.append(pid)
             records = self._read(path, fd)
             if records is None:
                 continue
@@ -263,7 +278,10 @@ class Group:
                 why="a total fell or vanished (a file removed or rewritten, an archive"
                 " claiming files it does not hold); the last reported total stands",
             )
-        return self._data.build(merged)
+        runtime = self.member_runtime
+        return self._data.build(
+            merged, runtime.metrics(live_pids) if runtime is not None else ()
+        )
 
     def _read(self, path: Path, fd: int) -> Records | None:
         index = self._indexes.setdefault(path, FileIndex())

@@ -1,0 +1,137 @@
+"""
+Each live member's process metrics, read by the serving member at collection.
+
+In a group one process serves the port, so its own process values cannot stand for
+the workers'. Instead, at each collection, the serving member reads ``/proc/<pid>``
+of every live member (its CPU time, memory, threads, descriptors and their limit,
+context switches, uptime) and reports each as the single-process families do, with
+the member's ``process.pid`` added. Only live members are read, so an exited
+member's series are gone at the next scrape and the series count stays bounded by
+the worker count. Two group-level families sum what a sum means something for:
+``ron_metrics.group.memory.usage`` (resident memory of the live members) and
+``ron_metrics.group.members`` (how many are live). CPU time is not summed into a
+group total: a sum over live members falls when a worker exits, which a counter
+must not do; ``sum(rate(...))`` over the per-worker series is the group's CPU use.
+
+A pid is taken from a member file's name, which proves nothing: a process that is
+not this user's is never read. The values are the kernel's at the scrape, with no
+publishing delay; off Linux there is no ``/proc`` and the families are absent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import Metric
+
+from ron_metrics._runtime_readings import (
+    FAMILIES,
+    Family,
+    MemberReading,
+    member_reading,
+)
+from ron_metrics.runtime_metrics import family_metric, number_point
+
+__all__ = ["GROUP_FAMILIES", "MemberRuntime"]
+
+Points = list[tuple[dict[str, Any], float]]
+
+
+def _none() -> Sequence[tuple[None, float]]:
+    return ()
+
+
+GROUP_FAMILIES = (
+    Family(
+        "ron_metrics.group.memory.usage", "By",
+        "Resident memory of the group's live members, summed.",
+        "updown", "process", _none,
+    ),
+    Family(
+        "ron_metrics.group.members", "{process}",
+        "Live members of the group.",
+        "updown", "process", _none,
+    ),
+)  # fmt: skip
+
+
+def _cpu(found: MemberReading) -> Points:
+    return [
+        ({"cpu.mode": "user"}, found.cpu_user),
+        ({"cpu.mode": "system"}, found.cpu_system),
+    ]
+
+
+def _switches(found: MemberReading) -> Points:
+    if found.voluntary_switches is None or found.involuntary_switches is None:
+        return []
+    return [
+        ({"process.context_switch.type": "voluntary"}, found.voluntary_switches),
+        ({"process.context_switch.type": "involuntary"}, found.involuntary_switches),
+    ]
+
+
+def _single(read: Callable[[MemberReading], float | None]) -> Callable[..., Points]:
+    def points(found: MemberReading) -> Points:
+        value = read(found)
+        return [] if value is None else [({}, value)]
+
+    return points
+
+
+# How each process family is read from a member (the ``process`` group).
+_READERS: dict[str, Callable[[MemberReading], Points]] = {
+    "process.cpu.time": _cpu,
+    "process.memory.usage": _single(lambda found: found.resident),
+    "process.memory.virtual": _single(lambda found: found.virtual),
+    "process.open_file_descriptors": _single(lambda found: found.open_fds),
+    "process.open_file_descriptors.limit": _single(lambda found: found.fd_limit),
+    "process.threads": _single(lambda found: found.threads),
+    "process.context_switches": _switches,
+    "process.uptime": _single(lambda found: found.uptime),
+}
+
+
+class MemberRuntime:
+    """
+    The ``process`` families of every live member, per ``process.pid``.
+    """
+
+    def __init__(self) -> None:
+        self._families = [f for f in FAMILIES if f.name in _READERS]
+
+    def metrics(self, pids: Iterable[int]) -> list[Metric]:
+        """Each family over the members in ``pids`` that can be read now."""
+        now = time.time_ns()
+        readings = [found for pid in pids if (found := member_reading(pid))]
+        if not readings:
+            return []
+        out = []
+        for family in self._families:
+            read = _READERS[family.name]
+            points = [
+                number_point(
+                    {**attributes, "process.pid": found.pid},
+                    value,
+                    _started(found, now),
+                    now,
+                )
+                for found in readings
+                for attributes, value in read(found)
+            ]
+            if points:
+                out.append(family_metric(family, points))
+        memory, members = GROUP_FAMILIES
+        start = min(_started(found, now) for found in readings)
+        resident = sum(found.resident for found in readings)
+        out.append(family_metric(memory, [number_point(None, resident, start, now)]))
+        count = len(readings)
+        out.append(family_metric(members, [number_point(None, count, start, now)]))
+        return out
+
+
+def _started(found: MemberReading, now: int) -> int:
+    # A member's totals start with it.
+    return now if found.uptime is None else now - int(found.uptime * 1e9)
