@@ -1,7 +1,8 @@
 """
 The garbage collector is held off while a scrape's objects live, and only then:
 back on after the last response, after a client that left, in a forked child;
-left off when the application switched it off.
+left off when the application switched it off. For the same span the switch
+interval is short, and afterwards it is what the application had (or set).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import concurrent.futures
 import gc
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,13 +22,40 @@ from ron_metrics import _gc_pause
 from ron_metrics.exporters.prometheus.render import Format, Rendered
 from ron_metrics.exporters.prometheus.scrape import ScrapeCoalescer
 
+DEFAULT_INTERVAL = 0.005
+
 
 @pytest.fixture(autouse=True)
 def _collector_on() -> Iterator[None]:
     gc.enable()
+    sys.setswitchinterval(DEFAULT_INTERVAL)
     yield
     assert _gc_pause.held() == 0
     gc.enable()
+    sys.setswitchinterval(DEFAULT_INTERVAL)
+
+
+def test_the_switch_interval_is_short_only_during_the_pause() -> None:
+    _gc_pause.hold()
+    _gc_pause.hold()
+    assert sys.getswitchinterval() == pytest.approx(_gc_pause.SWITCH_INTERVAL)
+    _gc_pause.release()
+    assert sys.getswitchinterval() == pytest.approx(_gc_pause.SWITCH_INTERVAL)
+    _gc_pause.release()
+    assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
+
+
+def test_a_switch_interval_the_application_chose_is_kept() -> None:
+    sys.setswitchinterval(0.0001)  # already shorter: left alone
+    _gc_pause.hold()
+    assert sys.getswitchinterval() == pytest.approx(0.0001)
+    _gc_pause.release()
+    assert sys.getswitchinterval() == pytest.approx(0.0001)
+    sys.setswitchinterval(DEFAULT_INTERVAL)
+    _gc_pause.hold()
+    sys.setswitchinterval(0.002)  # set by the application during the pause
+    _gc_pause.release()
+    assert sys.getswitchinterval() == pytest.approx(0.002)
 
 
 def test_nested_pauses_end_with_the_last() -> None:
@@ -54,7 +83,8 @@ def test_a_child_forked_during_a_pause_collects_again() -> None:
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - reports through its exit status
-            os._exit(0 if gc.isenabled() and _gc_pause.held() == 0 else 1)
+            restored = sys.getswitchinterval() == DEFAULT_INTERVAL
+            os._exit(0 if gc.isenabled() and _gc_pause.held() == 0 and restored else 1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
@@ -89,8 +119,10 @@ def test_the_collector_is_off_from_collection_to_the_last_response() -> None:
         await asyncio.sleep(0.05)
         assert not gc.isenabled() and _gc_pause.held() == 1  # one pause, shared
         scrapes.release.set()
+        assert sys.getswitchinterval() == pytest.approx(_gc_pause.SWITCH_INTERVAL)
         await asyncio.gather(first, second)
         assert gc.isenabled()
+        assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
 
     asyncio.run(run())
     scrapes.executor.shutdown()
