@@ -5,6 +5,7 @@ data points compared exactly; then threads, bound handles, forks and the switch.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -306,6 +307,63 @@ def test_invalid_values_are_dropped_on_both_paths(fast: bool) -> None:
         points = collected(started)
         assert points[("app", "jobs")][1] == {(): 1}
         assert ("app", "payload") not in points
+
+
+class _Keep(logging.Handler):
+    """Every record's logger, level and message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.name, record.levelno, record.getMessage()))
+
+
+def _warnings_of_bad_values() -> list[list[tuple[str, int, str]]]:
+    seen: list[list[tuple[str, int, str]]] = []
+    for fast in (True, False):
+        handler = _Keep()
+        with runtime(fast, {}) as started:
+            instruments = _instruments(started.get_meter("app"))
+            logging.getLogger().addHandler(handler)
+            try:
+                instruments["counter"].add(-1)
+                instruments["counter"].add(float("nan"))
+                instruments["updown"].add(float("inf"))
+                instruments["histogram"].record(-2, {"a": "x"})
+                instruments["histogram"].record(float("nan"))
+                instruments["gauge"].set(float("-inf"))
+            finally:
+                logging.getLogger().removeHandler(handler)
+        seen.append([r for r in handler.records if "amount" in r[2]])
+    return seen
+
+
+def test_dropped_values_are_reported_as_the_sdk_reports_them() -> None:
+    """The same warning, word for word, from the same logger, on both paths."""
+    fast, sdk = _warnings_of_bad_values()
+    assert len(sdk) == 6
+    assert fast == sdk
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_dropped_instruments_take_every_call(fast: bool) -> None:
+    """An instrument a rule drops feeds no stream: every call shape is accepted
+    and nothing is collected."""
+    rules = {name: {"drop": True} for name in ("jobs", "payload", "temperature")}
+    with runtime(fast, {"instruments": rules}) as started:
+        instruments = _instruments(started.get_meter("app"))
+        for attributes in (None, {}, {"a": "x"}, {"a": 200, "b": "y"}):
+            _apply(instruments["counter"], "counter", 1, attributes)
+            _apply(instruments["histogram"], "histogram", 1, attributes)
+            _apply(instruments["gauge"], "gauge", 1, attributes)
+        _apply(instruments["updown"], "updown", 1, None)
+        points = collected(started)
+        assert ("app", "queue.depth") in points
+        assert not {("app", "jobs"), ("app", "payload"), ("app", "temperature")} & set(
+            points
+        )
 
 
 @pytest.mark.parametrize("fast", [True, False])
