@@ -309,6 +309,9 @@ def test_each_live_member_reports_its_own_process_values(server: Server) -> None
     assert found[("ron_metrics_group_members", frozenset())] == len(rss)
     group_rss = found[("ron_metrics_group_memory_usage_bytes", frozenset())]
     assert 0.9 * sum(rss.values()) <= group_rss <= 1.1 * sum(rss.values())
+    group_cpu = _group_cpu(found)
+    # Members publish their CPU time ten times a second: at most that far behind.
+    assert group_cpu >= sum(user.values()) + sum(system.values()) - 0.2 * len(rss)
     if server.name in STOPS_ON_WORKER_DEATH:
         return
     port = int(server.metrics.rsplit(":", 1)[1])
@@ -319,3 +322,12 @@ def test_each_live_member_reports_its_own_process_values(server: Server) -> None
     # The next scrape reads only live members: nothing of the victim is left.
     gone = _scrape(server)
     assert not any(dict(labels).get("process_pid") == str(victim) for _, labels in gone)
+    # The group's CPU total keeps what the killed worker had published.
+    assert _group_cpu(gone) >= group_cpu
+
+
+def _group_cpu(found: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
+    name = "ron_metrics_group_cpu_time_seconds_total"
+    return sum(
+        found[(name, frozenset({("cpu_mode", mode)}))] for mode in ("user", "system")
+    )

@@ -273,7 +273,15 @@ def test_in_a_group_only_the_members_process_families_are_reported(
         exporter={"kind": "prometheus", "prometheus": {"bind": "127.0.0.1:0"}},
     )
     with runtime_for_tests(config) as runtime:
+        get_when_served(f"{runtime.address}/healthz")
+        before = os.times()
         found = _parse(get_when_served(f"{runtime.address}/metrics").text)
+        after = os.times()
+    # The serving member publishes its own CPU time as the scrape starts.
+    group_cpu = _value(
+        found, "ron_metrics_group_cpu_time_seconds_total", cpu_mode="user"
+    ) + _value(found, "ron_metrics_group_cpu_time_seconds_total", cpu_mode="system")
+    assert before.user + before.system <= group_cpu <= after.user + after.system
     names = {name for name, _labels in found}
     assert names >= PROCESS_FAMILIES
     assert not (GC_FAMILIES | {PAUSE_FAMILY}) & names

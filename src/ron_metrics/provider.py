@@ -36,7 +36,7 @@ from ron_metrics.hub import HubReader
 from ron_metrics.logs import log_event
 from ron_metrics.multiprocess.aggregation import CURRENT
 from ron_metrics.multiprocess.group import Group
-from ron_metrics.multiprocess.member_runtime import MemberRuntime
+from ron_metrics.multiprocess.member_runtime import MemberRuntime, OwnCpu
 from ron_metrics.multiprocess.memory_fs import check_amnesia_dir
 from ron_metrics.runtime_metrics import RuntimeMetrics
 from ron_metrics.views import SELF_METER_NAME, build_views
@@ -174,6 +174,7 @@ def _runtime_metrics(
         # instead. The interpreter's GC figures cannot be read from outside.
         if "process" in chosen.groups:
             group.member_runtime = MemberRuntime()
+            group.own_cpu = OwnCpu()
         if off := [name for name in chosen.groups if name != "process"]:
             log_event(
                 _log,

@@ -37,7 +37,7 @@ from ron_metrics.logs import RateLimitedLog, log_event
 from ron_metrics.multiprocess.archive import ARCHIVE, read_archive, write_archive
 from ron_metrics.multiprocess.data import GroupData
 from ron_metrics.multiprocess.guard import TotalsFloor, ValueGuard
-from ron_metrics.multiprocess.member_runtime import MemberRuntime
+from ron_metrics.multiprocess.member_runtime import MemberRuntime, OwnCpu
 from ron_metrics.multiprocess.merge import merge
 from ron_metrics.multiprocess.store import (
     MAX_GROUP_FILE_BYTES,
@@ -113,6 +113,8 @@ class Group:
         # Reads each live member's process values at collection (when the runtime
         # reports process metrics).
         self.member_runtime: MemberRuntime | None = None
+        # Publishes this member's CPU time for the group's total (same condition).
+        self.own_cpu: OwnCpu | None = None
 
     def join(self) -> MemberStore:
         """
@@ -209,6 +211,7 @@ class Group:
         """
         self.step_down()
         if self.store is not None:
+            self.publish()  # this member's last CPU time stays in the group's total
             self.store.close()  # closing the descriptor drops the liveness lock
             self.store = None
         if self._forget_at_end:
@@ -230,6 +233,13 @@ class Group:
         self.store = None
         self._data = None
 
+    def publish(self) -> None:
+        """
+        Write what this member publishes on its own (its CPU time) into its store.
+        """
+        if self.own_cpu is not None and self.store is not None:
+            self.own_cpu.publish()
+
     # -- collection ------------------------------------------------------------
 
     def collect(self, resource: Resource) -> MetricsData:
@@ -238,6 +248,7 @@ class Group:
         """
         if self._data is None:
             self._data = GroupData(resource, time.time_ns())
+        self.publish()  # the serving member's own CPU time, fresh for this scrape
         members: list[tuple[bool, Records]] = []
         self._archive_broken = False
         try:

@@ -7,11 +7,15 @@ of every live member (its CPU time, memory, threads, descriptors and their limit
 context switches, uptime) and reports each as the single-process families do, with
 the member's ``process.pid`` added. Only live members are read, so an exited
 member's series are gone at the next scrape and the series count stays bounded by
-the worker count. Two group-level families sum what a sum means something for:
+the worker count. Group-level families sum what a sum means something for:
 ``ron_metrics.group.memory.usage`` (resident memory of the live members) and
-``ron_metrics.group.members`` (how many are live). CPU time is not summed into a
-group total: a sum over live members falls when a worker exits, which a counter
-must not do; ``sum(rate(...))`` over the per-worker series is the group's CPU use.
+``ron_metrics.group.members`` (how many are live), read at the scrape; and
+``ron_metrics.group.cpu.time``, the CPU time of every member the group ever had. A
+sum over live members would fall when a worker exits, which a counter must not do,
+so each member publishes its own CPU time into its store file ten times a second
+and when it leaves (:class:`OwnCpu`), and the group sums every member's last value,
+exited ones included: the total never goes backwards, and a killed member's last
+tenth of a second is all it can miss.
 
 A pid is taken from a member file's name, which proves nothing: a process that is
 not this user's is never read. The values are the kernel's at the scrape, with no
@@ -20,6 +24,7 @@ publishing delay; off Linux there is no ``/proc`` and the families are absent.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -32,9 +37,12 @@ from ron_metrics._runtime_readings import (
     MemberReading,
     member_reading,
 )
+from ron_metrics.multiprocess.aggregation import StoreRecord
+from ron_metrics.multiprocess.store import series_key
 from ron_metrics.runtime_metrics import family_metric, number_point
+from ron_metrics.views import SELF_METER_NAME
 
-__all__ = ["GROUP_FAMILIES", "MemberRuntime"]
+__all__ = ["GROUP_FAMILIES", "MemberRuntime", "OwnCpu"]
 
 Points = list[tuple[dict[str, Any], float]]
 
@@ -135,3 +143,39 @@ class MemberRuntime:
 def _started(found: MemberReading, now: int) -> int:
     # A member's totals start with it.
     return now if found.uptime is None else now - int(found.uptime * 1e9)
+
+
+class OwnCpu:
+    """
+    This member's CPU time in its store file, as a total that outlives it.
+
+    Stored as an observable counter (each member's latest value; the group sums
+    every member's, live or exited), under ``ron_metrics.group.cpu.time``.
+    """
+
+    def __init__(self) -> None:
+        self._records = {
+            mode: StoreRecord(
+                series_key(
+                    scope=(SELF_METER_NAME, ""),
+                    name="ron_metrics.group.cpu.time",
+                    kind="ocounter",
+                    unit="s",
+                    description="CPU seconds of every member the group has had,"
+                    " exited ones included.",
+                    bounds=None,
+                    attributes={"cpu.mode": mode},
+                ),
+                1,
+                (),
+            )
+            for mode in ("user", "system")
+        }
+
+    def publish(self) -> None:
+        """Write this process's CPU time now (to whichever store is current)."""
+        times = os.times()
+        for mode, value in (("user", times.user), ("system", times.system)):
+            if (found := self._records[mode].resolve()) is not None:
+                store, offset = found
+                store.set(offset, value)

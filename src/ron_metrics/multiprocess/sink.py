@@ -46,6 +46,10 @@ class Lease:
         """The group's directory."""
         return str(self._group.directory)
 
+    def publish(self) -> None:
+        """This member's own published values (its CPU time), at every poll."""
+        self._group.publish()
+
     def take(self) -> bool:
         if not self._group.try_lead():
             return False
@@ -103,6 +107,7 @@ class GroupExposer:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(LEASE_POLL_S)
+            self._lease.publish()
             await self._try_lead()
 
     async def _try_lead(self) -> None:
