@@ -349,39 +349,36 @@ def test_clients_that_closed_before_being_served_never_refuse_a_live_one(
             assert status_of(read_all(live, 30)) == 200
 
 
+def half_closed_statuses(
+    port: int, clients: int, resume: Callable[[], None]
+) -> list[int]:
+    """``clients`` send GET /healthz and half-close; then the exposer resumes: each status."""
+    held = []
+    try:
+        for _ in range(clients):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.append(sock)
+            sock.sendall(HEALTHZ)
+            sock.shutdown(socket.SHUT_WR)
+        resume()
+        return [status_of(read_all(sock, 30)) for sock in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_half_closed_clients_are_still_answered(tmp_path: Path) -> None:
     """Clients that send and half-close while the exposer is stopped each get their answer."""
     with stopped_exposer(tmp_path, cap=64) as (port, resume):
-        clients = []
-        for _ in range(20):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.sendall(HEALTHZ)
-            sock.shutdown(socket.SHUT_WR)
-            clients.append(sock)
-        resume()
-        try:
-            assert [status_of(read_all(sock, 30)) for sock in clients] == [200] * 20
-        finally:
-            for sock in clients:
-                sock.close()
+        statuses = half_closed_statuses(port, 20, resume)
+    assert statuses == [200] * 20
 
 
 def test_clients_that_closed_before_being_served_are_capped_too(tmp_path: Path) -> None:
     """Waiting clients whose peers are gone are bounded by the cap: the rest are refused and counted."""
     cap, clients = 4, 50
     with stopped_exposer(tmp_path, cap=cap) as (port, resume):
-        held = []
-        for _ in range(clients):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.sendall(HEALTHZ)
-            sock.shutdown(socket.SHUT_WR)
-            held.append(sock)
-        resume()
-        try:
-            answered = sum(status_of(read_all(sock, 30)) == 200 for sock in held)
-        finally:
-            for sock in held:
-                sock.close()
+        answered = half_closed_statuses(port, clients, resume).count(200)
         # All 50 are accepted in one go while the first few are still being served.
         assert cap <= answered < clients
         body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
