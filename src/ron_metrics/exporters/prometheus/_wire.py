@@ -32,16 +32,18 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
 
+from ron_metrics.exporters.prometheus._peer import (
+    fileno_of,
+    peer_finished,
+    peer_of,
+    socket_closed,
+)
 from ron_metrics.exporters.prometheus._streams import (
     ConnectionEvents,
     GuardedReader,
     GuardedWriter,
     WireEvents,
     WireLimits,
-    fileno_of,
-    peer_finished,
-    peer_of,
-    socket_closed,
 )
 from ron_metrics.exporters.prometheus._verdicts import VerdictApp, VerdictTable
 
