@@ -78,14 +78,19 @@ def thread_count() -> int | None:
     return None if fields is None else int(fields[17])  # field 20: num_threads
 
 
+def _fd_count(proc: str) -> int | None:
+    try:
+        return len(os.listdir(proc + "/fd"))
+    except OSError:
+        return None
+
+
 def open_fds() -> int | None:
     """
     Open file descriptors, not counting the one used to list them.
     """
-    try:
-        return len(os.listdir("/proc/self/fd")) - 1
-    except OSError:
-        return None
+    count = _fd_count("/proc/self")
+    return None if count is None else count - 1
 
 
 def _since_boot(start_ticks: bytes) -> float | None:
@@ -160,10 +165,6 @@ def _member_reading(pid: int, proc: str) -> MemberReading | None:
     uids = by_name.get(b"Uid", b"").split()
     if not uids or uids[0] != str(os.getuid()).encode():
         return None
-    try:
-        fds: int | None = len(os.listdir(proc + "/fd"))
-    except OSError:
-        fds = None
     voluntary, involuntary = _task_switches(proc)
     return MemberReading(
         pid=pid,
@@ -173,7 +174,7 @@ def _member_reading(pid: int, proc: str) -> MemberReading | None:
         virtual=memory[1],
         threads=int(fields[17]),
         uptime=_since_boot(fields[19]),
-        open_fds=fds,
+        open_fds=_fd_count(proc),
         fd_limit=_soft_fd_limit(proc),
         voluntary_switches=voluntary,
         involuntary_switches=involuntary,

@@ -47,7 +47,13 @@ from ron_metrics._runtime_readings import FAMILIES, Family, uptime
 from ron_metrics.fast.bound import single_cell
 from ron_metrics.fast.cells import HistogramCell, new_point
 
-__all__ = ["GC_PAUSE_BUCKETS", "RuntimeMetrics", "family_metric", "number_point"]
+__all__ = [
+    "GC_PAUSE_BUCKETS",
+    "RuntimeMetrics",
+    "family_metric",
+    "number_point",
+    "started_ns",
+]
 
 # Seconds: young collections take tens of microseconds, full ones of a large heap
 # can take hundreds of milliseconds.
@@ -121,10 +127,13 @@ def family_metric(family: Family, points: list[Any]) -> Metric:
     )
 
 
-def _process_start_ns() -> int:
-    now = time.time_ns()
-    running = uptime()
+def started_ns(running: float | None, now: int) -> int:
+    """When a process ``running`` seconds at ``now`` started (its totals' start)."""
     return now if running is None else now - int(running * 1e9)
+
+
+def _process_start_ns() -> int:
+    return started_ns(uptime(), time.time_ns())
 
 
 def _observe(meter: Meter, family: Family) -> None:

@@ -39,7 +39,7 @@ from ron_metrics._runtime_readings import (
 )
 from ron_metrics.multiprocess.aggregation import StoreRecord
 from ron_metrics.multiprocess.store import series_key
-from ron_metrics.runtime_metrics import family_metric, number_point
+from ron_metrics.runtime_metrics import family_metric, number_point, started_ns
 from ron_metrics.views import SELF_METER_NAME
 
 __all__ = ["GROUP_FAMILIES", "MemberRuntime", "OwnCpu"]
@@ -116,33 +116,27 @@ class MemberRuntime:
         readings = [found for pid in pids if (found := member_reading(pid))]
         if not readings:
             return []
+        # A member's totals start with it.
+        starts = [started_ns(found.uptime, now) for found in readings]
         out = []
         for family in self._families:
             read = _READERS[family.name]
             points = [
                 number_point(
-                    {**attributes, "process.pid": found.pid},
-                    value,
-                    _started(found, now),
-                    now,
+                    {**attributes, "process.pid": found.pid}, value, start, now
                 )
-                for found in readings
+                for found, start in zip(readings, starts, strict=True)
                 for attributes, value in read(found)
             ]
             if points:
                 out.append(family_metric(family, points))
         memory, members = GROUP_FAMILIES
-        start = min(_started(found, now) for found in readings)
+        start = min(starts)
         resident = sum(found.resident for found in readings)
         out.append(family_metric(memory, [number_point(None, resident, start, now)]))
         count = len(readings)
         out.append(family_metric(members, [number_point(None, count, start, now)]))
         return out
-
-
-def _started(found: MemberReading, now: int) -> int:
-    # A member's totals start with it.
-    return now if found.uptime is None else now - int(found.uptime * 1e9)
 
 
 class OwnCpu:
