@@ -153,3 +153,18 @@ def test_group_files_are_private_and_hostile_ones_skipped(home: Path) -> None:
         group.leave()
 
     as_nobody(check)
+
+
+def test_group_members_of_another_user_are_never_read() -> None:
+    """A member pid names a process: read only if it is this user's own."""
+    from ron_metrics._runtime_readings import member_reading
+
+    root_process = os.getpid()  # this test process runs as root
+
+    def check() -> None:
+        own = member_reading(os.getpid())
+        assert own is not None and own.pid == os.getpid()
+        assert member_reading(root_process) is None
+        assert member_reading(1) is None
+
+    as_nobody(check)
