@@ -18,10 +18,12 @@ __all__ = ["map_metrics"]
 
 
 def map_metrics(
-    data: MetricsData, change: Callable[[InstrumentationScope, Metric], Metric]
+    data: MetricsData,
+    change: Callable[[InstrumentationScope, Metric], Metric | None],
 ) -> MetricsData:
     """
-    ``data`` with every metric replaced by ``change(scope, metric)``.
+    ``data`` with every metric replaced by ``change(scope, metric)`` (left out
+    where that is ``None``).
     """
     return MetricsData(
         resource_metrics=[
@@ -32,7 +34,11 @@ def map_metrics(
                     ScopeMetrics(
                         scope=sm.scope,
                         schema_url=sm.schema_url,
-                        metrics=[change(sm.scope, metric) for metric in sm.metrics],
+                        metrics=[
+                            changed
+                            for metric in sm.metrics
+                            if (changed := change(sm.scope, metric)) is not None
+                        ],
                     )
                     for sm in rm.scope_metrics
                 ],

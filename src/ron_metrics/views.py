@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.view import (
     DefaultAggregation,
     DropAggregation,
     ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
     View,
 )
 
@@ -50,15 +51,23 @@ SECONDS_BUCKETS = (
 )
 
 
-class _Buckets(Aggregation):
+class _Histograms(Aggregation):
     """
-    The SDK's default aggregation, with histogram boundaries chosen in this order:
-    configured ``buckets``, the instrument's advisory boundaries, the seconds
-    buckets when the unit is ``s``, the SDK default.
+    The SDK's default aggregation, with a histogram's kind chosen by the config.
+
+    An exponential histogram takes the configured ``max_size`` and ``max_scale``.
+    An explicit one takes its boundaries in this order: configured ``buckets``,
+    the instrument's advisory boundaries, the seconds buckets when the unit is
+    ``s``, the SDK default.
     """
 
-    def __init__(self, configured: tuple[float, ...] | None) -> None:
+    def __init__(
+        self,
+        configured: tuple[float, ...] | None,
+        exponential: tuple[int, int] | None = None,
+    ) -> None:
         self._configured = configured
+        self._exponential = exponential
 
     # `_create_aggregation` is the SDK's aggregation factory hook (tested against
     # opentelemetry-sdk 1.45 in tests/test_views.py).
@@ -70,7 +79,10 @@ class _Buckets(Aggregation):
         start_time_unix_nano: int,
     ) -> Any:
         chosen: Aggregation = DefaultAggregation()
-        if isinstance(instrument, Histogram):
+        if isinstance(instrument, Histogram) and self._exponential is not None:
+            max_size, max_scale = self._exponential
+            chosen = ExponentialBucketHistogramAggregation(max_size, max_scale)
+        elif isinstance(instrument, Histogram):
             advised = instrument._advisory.explicit_bucket_boundaries
             unit_default = SECONDS_BUCKETS if instrument.unit == "s" else None
             chosen = ExplicitBucketHistogramAggregation(
@@ -127,15 +139,34 @@ class _ExclusiveView(View):
         return bool(super()._match(instrument))
 
 
-def _aggregation(buckets: tuple[float, ...] | None, shared: bool) -> Aggregation:
-    chosen = _Buckets(buckets)
+def _aggregation(
+    buckets: tuple[float, ...] | None,
+    shared: bool,
+    exponential: tuple[int, int] | None = None,
+) -> Aggregation:
+    chosen = _Histograms(buckets, exponential)
     return SharedAggregation(chosen) if shared else chosen
+
+
+def _exponential(
+    rule: InstrumentRule | None, cardinality: CardinalityConfig
+) -> tuple[int, int] | None:
+    # The rule's own choice, else the default for every histogram.
+    kind = (rule and rule.aggregation) or cardinality.histogram_aggregation
+    if kind != "exponential":
+        return None
+    max_size = rule.max_size if rule and rule.max_size is not None else None
+    max_scale = rule.max_scale if rule and rule.max_scale is not None else None
+    return (
+        cardinality.histogram_max_size if max_size is None else max_size,
+        cardinality.histogram_max_scale if max_scale is None else max_scale,
+    )
 
 
 def _rule_view(
     rule: InstrumentRule,
     excluded: Sequence[str],
-    default_limit: int,
+    cardinality: CardinalityConfig,
     reservoirs: dict[str, Any],
     shared: bool,
 ) -> View:
@@ -143,11 +174,13 @@ def _rule_view(
     if rule.drop:
         kwargs["aggregation"] = DropAggregation()
     else:
-        kwargs["aggregation"] = _aggregation(rule.buckets, shared)
+        kwargs["aggregation"] = _aggregation(
+            rule.buckets, shared, _exponential(rule, cardinality)
+        )
         if rule.attributes is not None:
             kwargs["attribute_keys"] = set(rule.attributes)
         kwargs["aggregation_cardinality_limit"] = (
-            default_limit if rule.max_series is None else rule.max_series
+            cardinality.max_series if rule.max_series is None else rule.max_series
         )
     return _ExclusiveView(excluded=excluded, exclude_self=True, **kwargs)
 
@@ -171,15 +204,13 @@ def build_views(
     reservoirs = {} if exemplars else {"exemplar_reservoir_factory": _no_exemplars}
     try:
         for rule in cardinality.instruments:
-            views.append(
-                _rule_view(rule, claimed, cardinality.max_series, reservoirs, shared)
-            )
+            views.append(_rule_view(rule, claimed, cardinality, reservoirs, shared))
             claimed.append(rule.pattern)
         default_kwargs: dict[str, Any] = {
             **reservoirs,
             "instrument_name": "*",
             "aggregation_cardinality_limit": cardinality.max_series,
-            "aggregation": _aggregation(None, shared),
+            "aggregation": _aggregation(None, shared, _exponential(None, cardinality)),
         }
         if cardinality.default_attributes is not None:
             default_kwargs["attribute_keys"] = set(cardinality.default_attributes)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ron_metrics._files import read_outside_file
 from ron_metrics.config.environment import RESOURCE_KEYS
+from ron_metrics.config.model import HISTOGRAM_AGGREGATION_NAMES
 from ron_metrics.config.sources import MAX_CONFIG_BYTES
 from ron_metrics.errors import ConfigProblem
 
@@ -230,10 +231,13 @@ def _otlp_settings(settings: Mapping[str, Any], at: str, out: _Translation) -> N
             headers.setdefault(name.strip(), value.strip())
     if headers:
         out.put((*otlp, "headers"), headers)
-    aggregation = settings.get(
-        "default_histogram_aggregation", "explicit_bucket_histogram"
-    )
-    if aggregation != "explicit_bucket_histogram":
+    aggregation = settings.get("default_histogram_aggregation")
+    if aggregation in HISTOGRAM_AGGREGATION_NAMES:
+        out.put(
+            ("cardinality", "histogram_aggregation"),
+            HISTOGRAM_AGGREGATION_NAMES[aggregation],
+        )
+    elif aggregation is not None:
         out.refuse(f"{at}.default_histogram_aggregation")
     if settings.get("insecure") and str(settings.get("endpoint", "")).startswith(
         "https"
@@ -293,12 +297,21 @@ def _view(view: Mapping[str, Any], where: str, out: _Translation) -> None:
         rule["max_series"] = stream["aggregation_cardinality_limit"]
     aggregation = stream.get("aggregation", {})
     at = f"{where}.stream.aggregation"
-    out.only(aggregation, {"explicit_bucket_histogram", "drop", "default"}, at)
+    exponential = "base2_exponential_bucket_histogram"
+    out.only(
+        aggregation, {"explicit_bucket_histogram", exponential, "drop", "default"}, at
+    )
     if "drop" in aggregation:
         rule = {"drop": True}
     bucket = aggregation.get("explicit_bucket_histogram")
     if bucket is not None:
         out.only(bucket, {"boundaries"}, f"{at}.explicit_bucket_histogram")
+        rule["aggregation"] = "explicit"
         if "boundaries" in bucket:
             rule["buckets"] = list(bucket["boundaries"])
+    base2 = aggregation.get(exponential)
+    if base2 is not None:
+        out.only(base2, {"max_size", "max_scale"}, f"{at}.{exponential}")
+        rule["aggregation"] = "exponential"
+        rule.update({k: base2[k] for k in ("max_size", "max_scale") if k in base2})
     out.put(("cardinality", "instruments", name), rule)

@@ -14,6 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from ron_metrics.config.model import HISTOGRAM_AGGREGATION_NAMES
 from ron_metrics.config.sources import parse_toml
 from ron_metrics.errors import ConfigProblem
 from ron_metrics.labels import check_label_value
@@ -162,14 +163,12 @@ def _reader_variables(
         _put(tree, (*otlp, "timeout"), ms)
     name = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
     raw = env.get(name, "").strip().lower()
-    if raw and raw != "explicit_bucket_histogram":
-        problems.append(
-            ConfigProblem(
-                name,
-                "only 'explicit_bucket_histogram' is supported (set buckets with"
-                " cardinality.instruments.<name>.buckets)",
-            )
-        )
+    if raw in HISTOGRAM_AGGREGATION_NAMES:
+        chosen = HISTOGRAM_AGGREGATION_NAMES[raw]
+        _put(tree, ("cardinality", "histogram_aggregation"), chosen)
+    elif raw:
+        why = f"must be one of {', '.join(map(repr, HISTOGRAM_AGGREGATION_NAMES))}"
+        problems.append(ConfigProblem(name, why))
 
 
 def _otlp_prefixed(

@@ -8,7 +8,10 @@ Each check takes a built section and its key-path prefix and returns the problem
 from __future__ import annotations
 
 from ron_metrics.config.model import (
+    CardinalityConfig,
+    Config,
     ExporterConfig,
+    InstrumentRule,
     LabelsConfig,
     OtlpConfig,
     PrometheusConfig,
@@ -22,6 +25,8 @@ from ron_metrics.labels import (
 )
 
 __all__ = [
+    "check_cardinality",
+    "check_config",
     "check_exporter",
     "check_labels",
     "check_otlp",
@@ -142,6 +147,57 @@ def check_otlp(otlp: OtlpConfig, path: str) -> list[ConfigProblem]:
             )
         )
     return problems
+
+
+def _aggregation_of(rule: InstrumentRule, cardinality: CardinalityConfig) -> str:
+    return rule.aggregation or cardinality.histogram_aggregation
+
+
+def check_cardinality(cardinality: CardinalityConfig, path: str) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    for rule in cardinality.instruments:
+        at = f'{path}instruments."{rule.pattern}".'
+        exponential = _aggregation_of(rule, cardinality) == "exponential"
+        if exponential and rule.buckets is not None:
+            problems.append(
+                ConfigProblem(
+                    f"{at}buckets",
+                    "an exponential histogram places its buckets itself; set"
+                    " aggregation = 'explicit' to use these boundaries",
+                )
+            )
+        for key in ("max_size", "max_scale"):
+            if not exponential and getattr(rule, key) is not None:
+                problems.append(
+                    ConfigProblem(
+                        f"{at}{key}",
+                        "applies to exponential histograms only; set"
+                        " aggregation = 'exponential' too",
+                    )
+                )
+    return problems
+
+
+def check_config(config: Config, path: str) -> list[ConfigProblem]:
+    cardinality = config.cardinality
+    if not config.multiprocess.enabled:
+        return []
+    # A group merges its members' series in a shared store that holds explicit
+    # buckets only; an exponential histogram would be missing from the group's
+    # totals, so it is refused rather than silently left out.
+    why = (
+        "exponential histograms are not merged across a multi-process group yet;"
+        " use explicit buckets while [multiprocess] dir is set"
+    )
+    if cardinality.histogram_aggregation == "exponential":
+        return [ConfigProblem(f"{path}cardinality.histogram_aggregation", why)]
+    return [
+        ConfigProblem(
+            f'{path}cardinality.instruments."{rule.pattern}".aggregation', why
+        )
+        for rule in cardinality.instruments
+        if rule.aggregation == "exponential"
+    ]
 
 
 # Rules that span several keys of one section; run as soon as the section is built,

@@ -36,6 +36,8 @@ __all__ = [
     "EXEMPLAR_FILTERS",
     "EXPORTER_KINDS",
     "GAUGE_POLICIES",
+    "HISTOGRAM_AGGREGATIONS",
+    "HISTOGRAM_AGGREGATION_NAMES",
     "OTLP_METRICS_PATH",
     "RUNTIME_METRIC_GROUPS",
     "SECRET_MASK",
@@ -85,6 +87,21 @@ class LabelsConfig:
     )
 
 
+HISTOGRAM_AGGREGATIONS = ("explicit", "exponential")
+# OpenTelemetry's names for them (environment variable, declarative file).
+HISTOGRAM_AGGREGATION_NAMES = {
+    "explicit_bucket_histogram": "explicit",
+    "base2_exponential_bucket_histogram": "exponential",
+}
+# The OpenTelemetry SDK's defaults for base-2 exponential histograms. The scale stays
+# within what a Prometheus native histogram can carry after downscaling (-4 … 8 there;
+# finer scales are downscaled to 8 when exposed).
+EXPONENTIAL_MAX_SIZE = 160
+EXPONENTIAL_MAX_SCALE = 20
+_parse_max_size = v.parse_int_between(2, 16384)
+_parse_max_scale = v.parse_int_between(-4, 20)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InstrumentRule:
     """
@@ -100,6 +117,11 @@ class InstrumentRule:
     buckets: tuple[float, ...] | None = field(
         default=None, metadata=_opt(v.parse_buckets)
     )
+    aggregation: str | None = field(
+        default=None, metadata=_opt(v.parse_choice(*HISTOGRAM_AGGREGATIONS))
+    )
+    max_size: int | None = field(default=None, metadata=_opt(_parse_max_size))
+    max_scale: int | None = field(default=None, metadata=_opt(_parse_max_scale))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +137,16 @@ class CardinalityConfig:
         default=None, metadata=_opt(v.parse_name_list)
     )
     max_series: int = field(default=2000, metadata=_opt(v.parse_positive_int))
+    histogram_aggregation: str = field(
+        default="explicit",
+        metadata=_opt(v.parse_choice(*HISTOGRAM_AGGREGATIONS)),
+    )
+    histogram_max_size: int = field(
+        default=EXPONENTIAL_MAX_SIZE, metadata=_opt(_parse_max_size)
+    )
+    histogram_max_scale: int = field(
+        default=EXPONENTIAL_MAX_SCALE, metadata=_opt(_parse_max_scale)
+    )
     instruments: tuple[InstrumentRule, ...] = field(
         default=(), metadata={"rules": InstrumentRule}
     )

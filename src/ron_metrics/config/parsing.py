@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from ron_metrics.config import values as v
 from ron_metrics.config.invariants import (
+    check_cardinality,
+    check_config,
     check_exporter,
     check_labels,
     check_prometheus,
     check_service,
 )
 from ron_metrics.config.model import (
+    CardinalityConfig,
     Config,
     ExporterConfig,
     InstrumentRule,
@@ -127,25 +130,26 @@ def _build_rules(
         rule = _build_section(rule_cls, body, f"{rule_path}.", problems)
         if rule is None:
             continue
-        if rule.drop and (
-            rule.attributes is not None
-            or rule.max_series is not None
-            or rule.buckets is not None
-        ):
+        tuning = (
+            rule.attributes,
+            rule.max_series,
+            rule.buckets,
+            rule.aggregation,
+            rule.max_size,
+            rule.max_scale,
+        )
+        if rule.drop and tuning != (None,) * len(tuning):
             problems.append(
                 ConfigProblem(
                     rule_path, "'drop = true' cannot be combined with other keys"
                 )
             )
-        if not rule.drop and (rule.attributes, rule.max_series, rule.buckets) == (
-            None,
-            None,
-            None,
-        ):
+        if not rule.drop and tuning == (None,) * len(tuning):
             problems.append(
                 ConfigProblem(
                     rule_path,
-                    "needs 'attributes', 'max_series', 'buckets' or 'drop = true'",
+                    "needs 'attributes', 'max_series', 'buckets', 'aggregation'"
+                    " or 'drop = true'",
                 )
             )
         rules.append(_replace_pattern(rule, str(pattern)))
@@ -155,19 +159,15 @@ def _build_rules(
 
 
 def _replace_pattern(rule: InstrumentRule, pattern: str) -> InstrumentRule:
-    return InstrumentRule(
-        pattern=pattern.lower(),
-        attributes=rule.attributes,
-        drop=rule.drop,
-        max_series=rule.max_series,
-        buckets=rule.buckets,
-    )
+    return replace(rule, pattern=pattern.lower())
 
 
 _SECTION_CHECKS: Mapping[type, Callable[[Any, str], list[ConfigProblem]]] = (
     MappingProxyType(
         {
             ServiceConfig: check_service,
+            CardinalityConfig: check_cardinality,
+            Config: check_config,
             LabelsConfig: check_labels,
             PrometheusConfig: check_prometheus,
             ExporterConfig: check_exporter,

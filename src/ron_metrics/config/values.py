@@ -25,6 +25,7 @@ __all__ = [
     "parse_choice",
     "parse_delay",
     "parse_duration",
+    "parse_int_between",
     "parse_name_list",
     "parse_name_prefix",
     "parse_optional_str",
@@ -144,6 +145,23 @@ def parse_positive_int(raw: object) -> int:
     if raw < 1:
         raise InvalidValueError(f"must be >= 1, got {raw}")
     return raw
+
+
+def parse_int_between(low: int, high: int) -> Callable[[object], int]:
+    """
+    Build a parser for an integer in ``[low, high]`` (an integer, never a string).
+    """
+
+    def parse(raw: object) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise InvalidValueError(
+                f"expected an integer from {low} to {high}, got {describe_type(raw)}"
+            )
+        if not low <= raw <= high:
+            raise InvalidValueError(f"must be from {low} to {high}, got {raw}")
+        return raw
+
+    return parse
 
 
 def parse_str(raw: object) -> str:

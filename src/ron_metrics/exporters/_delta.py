@@ -28,6 +28,9 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    Buckets,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
     Histogram,
     HistogramDataPoint,
     Metric,
@@ -41,7 +44,7 @@ from ron_metrics._metrics_data import map_metrics
 __all__ = ["DeltaConverter"]
 
 _StreamKey = tuple[str, str, frozenset[tuple[str, Any]]]
-_Point = NumberDataPoint | HistogramDataPoint
+_Point = NumberDataPoint | HistogramDataPoint | ExponentialHistogramDataPoint
 
 
 class DeltaConverter:
@@ -92,6 +95,20 @@ class DeltaConverter:
                 metric,
                 data=Histogram(
                     data_points=points,
+                    aggregation_temporality=AggregationTemporality.DELTA,
+                ),
+            )
+        if (
+            isinstance(data, ExponentialHistogram)
+            and data.aggregation_temporality is cumulative
+        ):
+            exponential = [
+                self._exponential(scope, metric.name, p, seen) for p in data.data_points
+            ]
+            return dataclasses.replace(
+                metric,
+                data=ExponentialHistogram(
+                    data_points=exponential,
                     aggregation_temporality=AggregationTemporality.DELTA,
                 ),
             )
@@ -152,6 +169,53 @@ class DeltaConverter:
                 )
             ],
         )
+
+    def _exponential(
+        self,
+        scope: str,
+        name: str,
+        point: ExponentialHistogramDataPoint,
+        seen: dict[_StreamKey, _Point],
+    ) -> ExponentialHistogramDataPoint:
+        previous = self._previous(_key(scope, name, point), point, seen)
+        # A cumulative exponential histogram only ever coarsens its scale: the
+        # previous point is brought to the current scale, then subtracted.
+        if (
+            not isinstance(previous, ExponentialHistogramDataPoint)
+            or point.count < previous.count
+            or point.scale > previous.scale
+        ):
+            return point
+        shift = previous.scale - point.scale
+        positive = _minus(point.positive, previous.positive, shift)
+        negative = _minus(point.negative, previous.negative, shift)
+        if positive is None or negative is None:
+            return point
+        return dataclasses.replace(
+            point,
+            start_time_unix_nano=previous.time_unix_nano,
+            count=point.count - previous.count,
+            sum=point.sum - previous.sum,
+            zero_count=point.zero_count - previous.zero_count,
+            positive=positive,
+            negative=negative,
+        )
+
+
+def _minus(now: Buckets, before: Buckets, shift: int) -> Buckets | None:
+    # ``now - before`` with ``before`` downscaled by ``shift``; None if ``before``
+    # holds counts ``now`` does not (not the same stream after all).
+    earlier: dict[int, int] = {}
+    for position, count in enumerate(before.bucket_counts):
+        if count:
+            index = (before.offset + position) >> shift
+            earlier[index] = earlier.get(index, 0) + count
+    counts = []
+    for position, count in enumerate(now.bucket_counts):
+        counts.append(count - earlier.pop(now.offset + position, 0))
+    if earlier or any(count < 0 for count in counts):
+        return None
+    return Buckets(offset=now.offset, bucket_counts=counts)
 
 
 def _key(scope: str, name: str, point: _Point) -> _StreamKey:

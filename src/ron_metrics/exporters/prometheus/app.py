@@ -108,7 +108,9 @@ def _stream(state: ExposerState, body: bytes, content_type: str) -> Response:
 
 
 async def _serve_metrics(state: ExposerState) -> Response:
-    fmt = negotiate_format(request.headers.get("Accept"))
+    fmt = negotiate_format(
+        request.headers.get("Accept"), protobuf=state.coalescer.protobuf
+    )
     gzip_ok = state.config.gzip and accepts_gzip(request.headers.get("Accept-Encoding"))
     if state.pending_bytes >= state.config.max_pending_bytes:
         # Readers that do not read already hold the budget: do not even collect.

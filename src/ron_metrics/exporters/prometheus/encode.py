@@ -11,8 +11,9 @@ the same formatting (prometheus_client's float formatting and escaping rules):
 - a family per (name, description, unit, type), in first-seen order, after
   ``target_info`` (the resource) when enabled; a monotonic sum is a counter
   (``_total``), a cumulative non-monotonic sum and a gauge are gauges, an explicit
-  histogram is a histogram; exponential histograms are not exposed (the exporter
-  does not expose them either);
+  histogram is a histogram; an exponential histogram is a histogram of its count
+  and sum only (the text formats have no exponential buckets; the exporter
+  exposes none of it);
 - labels: optional scope labels, then the point's attributes, names sanitised,
   non-string values JSON-encoded, every series of a metric carrying the same label
   names (missing ones empty), sorted;
@@ -32,19 +33,14 @@ from itertools import chain
 from typing import Any
 
 from opentelemetry.exporter.prometheus._mapping import (
-    map_unit,
     sanitize_attribute,
-    sanitize_full_name,
 )
 from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
-    Gauge,
-    Histogram,
+    ExponentialHistogramDataPoint,
     HistogramDataPoint,
     Metric,
     MetricsData,
     NumberDataPoint,
-    Sum,
 )
 
 from ron_metrics.exporters.prometheus.exposition import (
@@ -59,8 +55,8 @@ from ron_metrics.exporters.prometheus.exposition import (
     write_openmetrics,
     write_text,
 )
+from ron_metrics.exporters.prometheus.naming import identity, sanitized, scope_labels
 from ron_metrics.exporters.prometheus.render import Format
-from ron_metrics.hub import NO_DESCRIPTION
 
 __all__ = ["DirectEncoder"]
 
@@ -73,27 +69,6 @@ _YIELD_EVERY = 2000
 
 def _label_pairs(names: Sequence[str], values: Sequence[str]) -> list[tuple[str, str]]:
     return sorted(zip(names, values, strict=False))
-
-
-def _family_name(metric_name: str, unit: str, kind: str) -> str:
-    name = metric_name
-    if kind == "counter" and name.endswith("_total"):
-        name = name[:-6]
-    if unit and not name.endswith("_" + unit):
-        name += "_" + unit
-    return name
-
-
-def _kind(metric: Metric) -> str | None:
-    data = metric.data
-    if isinstance(data, Sum):
-        cumulative = data.aggregation_temporality == AggregationTemporality.CUMULATIVE
-        return "gauge" if (not data.is_monotonic and cumulative) else "counter"
-    if isinstance(data, Gauge):
-        return "gauge"
-    if isinstance(data, Histogram):
-        return "histogram"
-    return None  # exponential histograms: not exposed, as on the reference path
 
 
 class DirectEncoder:
@@ -176,15 +151,7 @@ class DirectEncoder:
     def _scope(self, scope: Any) -> Scope:
         found = self._scopes.get(id(scope))
         if found is None or found.scope is not scope:
-            attrs: dict[str, Any] = {}
-            if self._scope_labels:
-                attrs = {
-                    "otel_scope_" + key: value
-                    for key, value in (scope.attributes or {}).items()
-                }
-                attrs["otel_scope_name"] = scope.name or ""
-                attrs["otel_scope_version"] = scope.version or ""
-                attrs["otel_scope_schema_url"] = scope.schema_url or ""
+            attrs = scope_labels(scope) if self._scope_labels else {}
             found = Scope(scope, attrs)
         self._next_scopes[id(scope)] = found
         return found
@@ -192,14 +159,9 @@ class DirectEncoder:
     def _translate(
         self, metric: Metric, scope: Scope, families: dict[str, Family]
     ) -> int:
-        kind = _kind(metric)
-        if kind is None:
+        found = identity(metric)
+        if found is None:
             return 0
-        metric_name = sanitize_full_name(metric.name)
-        if not metric_name:
-            return 0
-        description = metric.description or NO_DESCRIPTION.format(metric.name)
-        unit = map_unit(metric.unit or "")
         points = metric.data.data_points
         series = [self._series(p.attributes, scope) for p in points]
         first = series[0].keys if series else ()
@@ -209,13 +171,10 @@ class DirectEncoder:
             if uniform
             else self._intern(tuple(sorted({key for s in series for key in s.keys})))
         )
-        family_id = f"{metric_name}|{description}|{unit}|{kind}"
-        family = families.get(family_id)
+        family = families.get(found.key)
         if family is None:
-            family = Family(
-                _family_name(metric_name, unit, kind), kind, description, unit, keys
-            )
-            families[family_id] = family
+            family = Family(found.name, found.kind, found.description, found.unit, keys)
+            families[found.key] = family
         family.merging()
         own_blocks = uniform and family.labelnames is keys
         for point, one in zip(points, series, strict=True):
@@ -246,7 +205,7 @@ class DirectEncoder:
             or found.scope is not scope
         ):
             row = {
-                _sanitized(k): text(v)
+                sanitized(k): text(v)
                 for k, v in chain(scope.labels.items(), (attributes or {}).items())
             }
             keys = self._intern(tuple(sorted(row)))
@@ -272,6 +231,18 @@ class DirectEncoder:
         point: NumberDataPoint | HistogramDataPoint | Any,
     ) -> None:
         block = series.block
+        if isinstance(point, ExponentialHistogramDataPoint):
+            # The text formats have no exponential buckets: the count, the sum
+            # and the +Inf bucket (as client_golang writes a native histogram).
+            # Converting to explicit buckets would make series come and go as
+            # the scale moves; a protobuf scrape gets the buckets.
+            before, after = series.around_le()
+            joined = ",".join(part for part in (before, 'le="+Inf"', after) if part)
+            family.add("_bucket", joined, number(point.count))
+            family.add("_count", block, number(point.count))
+            if not any(point.negative.bucket_counts):
+                family.add("_sum", block, number(point.sum))
+            return
         if not isinstance(point, HistogramDataPoint):
             suffix = "_total" if family.type == "counter" else ""
             family.add(suffix, block, number(point.value))
@@ -298,16 +269,3 @@ class DirectEncoder:
             if len(self._le_labels) < 1024:
                 self._le_labels[key] = found
         return found
-
-
-_SANITIZED: dict[str, str] = {}
-
-
-def _sanitized(key: str) -> str:
-    # Attribute keys repeat on every series: sanitise each once.
-    name = _SANITIZED.get(key)
-    if name is None:
-        name = sanitize_attribute(key)
-        if len(_SANITIZED) < 65536:
-            _SANITIZED[key] = name
-    return name

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from json import dumps
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import utils as _prometheus_utils
 
@@ -113,14 +113,25 @@ def label_block(pairs: Iterable[tuple[str, str]]) -> str:
     return ",".join(f'{name}="{label_value(value)}"' for name, value in pairs)
 
 
-def without_clashes(
-    families: list[Family], on_clash: Callable[[str], None]
-) -> list[Family]:
+class Named(Protocol):
+    """
+    What the clash rule reads of a family (text or protobuf).
+    """
+
+    name: str
+    type: str
+    repeated: bool
+
+
+_F = TypeVar("_F", bound=Named)
+
+
+def without_clashes(families: list[_F], on_clash: Callable[[str], None]) -> list[_F]:
     # The reference path's rule (see ron_metrics.hub.without_name_clashes): the
     # first family keeps a name; a later one reusing any of its names is left
     # out, and a series repeated within a family is kept once.
     taken: set[str] = set()
-    kept: list[Family] = []
+    kept: list[_F] = []
     for family in families:
         own = {"counter": "_total", "info": "_info"}.get(family.type, "")
         names = {family.name, family.name + own}

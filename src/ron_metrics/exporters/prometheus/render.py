@@ -2,7 +2,8 @@
 Content negotiation and encoding for ``/metrics``: pure functions, no I/O.
 
 Text format 0.0.4 is the default; OpenMetrics 1.0.0 when the ``Accept`` header
-prefers it (Prometheus 2.42 does); gzip when ``Accept-Encoding`` allows it. Header
+prefers it (Prometheus 2.42 does); the protobuf exposition when it prefers that
+(Prometheus with native histograms enabled does); gzip when ``Accept-Encoding`` allows it. Header
 parsing is bounded: at most :data:`MAX_MEDIA_RANGES` entries are considered.
 """
 
@@ -42,6 +43,10 @@ class Format(Enum):
 
     TEXT = "text/plain; version=0.0.4; charset=utf-8"
     OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    PROTOBUF = (
+        "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;"
+        " encoding=delimited"
+    )
 
     @property
     def content_type(self) -> str:
@@ -79,22 +84,42 @@ def _openmetrics_version_ok(params: list[str]) -> bool:
     return True
 
 
-def negotiate_format(accept: str | None) -> Format:
+def _is_delimited_metric_family(params: list[str]) -> bool:
+    found = {}
+    for param in params:
+        name, _, value = param.partition("=")
+        found[name.strip().lower()] = value.strip().strip('"')
+    return (
+        found.get("proto") == "io.prometheus.client.MetricFamily"
+        and found.get("encoding") == "delimited"
+    )
+
+
+def negotiate_format(accept: str | None, *, protobuf: bool = False) -> Format:
     """
-    Pick the format the client prefers; text 0.0.4 unless OpenMetrics ranks higher.
+    Pick the format the client prefers; text 0.0.4 unless another ranks higher.
+
+    Args:
+        protobuf: The protobuf exposition may be chosen (delimited
+            ``io.prometheus.client.MetricFamily``, as Prometheus asks for it).
     """
     if not accept:
         return Format.TEXT
-    best_openmetrics = 0.0
-    best_text = 0.0
+    best = {Format.TEXT: 0.0, Format.OPENMETRICS: 0.0, Format.PROTOBUF: 0.0}
     for media, params, q in _media_ranges(accept):
         if media == "application/openmetrics-text" and _openmetrics_version_ok(params):
-            best_openmetrics = max(best_openmetrics, q)
+            chosen = Format.OPENMETRICS
         elif media in {"text/plain", "text/*", "*/*"}:
-            best_text = max(best_text, q)
-    if best_openmetrics > 0 and best_openmetrics > best_text:
-        return Format.OPENMETRICS
-    return Format.TEXT
+            chosen = Format.TEXT
+        elif media == "application/vnd.google.protobuf" and protobuf:
+            if not _is_delimited_metric_family(params):
+                continue
+            chosen = Format.PROTOBUF
+        else:
+            continue
+        best[chosen] = max(best[chosen], q)
+    # A tie goes to text, then to OpenMetrics: the formats every scraper reads.
+    return max((Format.TEXT, Format.OPENMETRICS, Format.PROTOBUF), key=best.__getitem__)
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

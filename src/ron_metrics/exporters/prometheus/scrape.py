@@ -41,6 +41,7 @@ class ScrapeCoalescer:
         collect: Blocking call that collects once (a snapshot ``render`` reads).
         render: Blocking call that renders a snapshot: format, gzip or not.
         executor: Where collection and rendering run.
+        protobuf: ``render`` writes the protobuf exposition too.
     """
 
     def __init__(
@@ -48,7 +49,11 @@ class ScrapeCoalescer:
         collect: Callable[[], Any],
         render: Callable[[Any, Format, bool], Rendered],
         executor: concurrent.futures.Executor,
+        *,
+        protobuf: bool = False,
     ) -> None:
+        #: ``render`` writes the protobuf exposition too.
+        self.protobuf = protobuf
         self._collect = collect
         self._render = render
         self._executor = executor
