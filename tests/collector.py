@@ -19,6 +19,7 @@ from conftest import rotel_binary, stop_process
 from ron_metrics.testing import reserved_port
 
 _ATTR = re.compile(r"^\s+-> ([^:]+): (\w+)\((.*)\)$")
+_BUCKET = re.compile(r"^Bucket ([\[(][^,]+), ([^\]]+)\], Count: (\d+)$")
 
 
 @dataclass
@@ -30,6 +31,10 @@ class Point:
     count: float | None = None
     sum: float | None = None
     temporality: str = ""
+    # Exponential histograms: the zero bucket's count and (lower, upper, count)
+    # of every non-empty bucket rotel prints.
+    zero_count: float | None = None
+    buckets: list[tuple[float, float, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -127,7 +132,13 @@ class Rotel:
                 temporality = ""
             elif stripped.startswith("-> AggregationTemporality: "):
                 temporality = stripped.rsplit("_", 1)[-1].lower()
-            elif stripped.startswith(("NumberDataPoints #", "HistogramDataPoints #")):
+            elif stripped.startswith(
+                (
+                    "NumberDataPoints #",
+                    "HistogramDataPoints #",
+                    "ExponentialHistogramDataPoints #",
+                )
+            ):
                 current = Point(
                     metric=metric,
                     attributes={},
@@ -147,6 +158,13 @@ class Rotel:
                     else {}
                 )
                 target[match.group(1)] = match.group(3)
+            elif current is not None and (match := _BUCKET.match(stripped)):
+                low, high, count = match.groups()
+                if low == "[0":
+                    current.zero_count = float(count)
+                elif int(count):
+                    bounds = (float(low[1:]), float(high), int(count))
+                    current.buckets.append(bounds)
             elif current is not None and stripped.startswith(
                 ("Value: ", "Count: ", "Sum: ")
             ):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 import threading
 import time
@@ -529,3 +530,55 @@ class TestMutualTlsToCollector:
                 },
             )
         assert caught.value.keys == ("exporter.otlp.client_cert",)
+
+
+def _scale_of(low: float, high: float) -> int:
+    # A bucket (low, high] at scale s spans a factor of 2 ** (2 ** -s).
+    return round(-math.log2(math.log2(high / low)))
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("temporality", ["cumulative", "delta"])
+def test_exponential_histograms_arrive_as_exponential(
+    start_runtime: StartFn, rotel: Rotel, temporality: str
+) -> None:
+    """Scale, zero count and every bucket's count reach rotel as recorded; delta
+    points add up to the total."""
+    runtime = start_runtime(
+        exporter=otlp_exporter(
+            rotel.http_endpoint, "http/protobuf", temporality=temporality
+        ),
+        cardinality={
+            "instruments": {"lat": {"aggregation": "exponential", "max_scale": 4}}
+        },
+    )
+    histogram = runtime.get_meter("app").create_histogram("lat", unit="s")
+    values = [0.0, 0.0, 0.25, 0.3, 1.0, 1.5, 40.0]
+    for value in values:
+        histogram.record(value, {"route": "/a"})
+    point = rotel.wait_for("lat", lambda p: p.count == len(values), route="/a")
+    assert point is not None
+    assert point.zero_count == 2
+    assert point.sum == pytest.approx(sum(values))
+    assert {_scale_of(low, high) for low, high, _ in point.buckets} == {4}
+    for value in values[2:]:
+        (bucket,) = [b for b in point.buckets if b[0] < value <= b[1]]
+        expected = sum(1 for v in values[2:] if bucket[0] < v <= bucket[1])
+        assert bucket[2] == expected, (value, bucket)
+    # A value 2 ** 20 times the largest makes the SDK coarsen the scale: the
+    # delta subtracts the previous point brought to the new scale.
+    second = [*values, 1e6]
+    for value in second:
+        histogram.record(value, {"route": "/a"})
+    runtime.shutdown()
+    points = [p for p in rotel.points() if p.metric == "lat"]
+    assert {p.temporality for p in points} == {temporality}
+    last = points[-1]
+    assert _scale_of(*last.buckets[0][:2]) < 4
+    if temporality == "delta":
+        assert sum(p.count or 0 for p in points) == len(values) + len(second)
+        assert sum(p.zero_count or 0 for p in points) == 4
+        (grown,) = [p for p in points if p.count == len(second)]
+        assert sum(count for _, _, count in grown.buckets) == len(second) - 2
+    else:
+        assert last.count == len(values) + len(second)
