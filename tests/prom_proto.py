@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.internal.decoder import _DecodeVarint  # type: ignore[attr-defined]
 
 __all__ = ["PROTOBUF_ACCEPT", "read_families"]
 
@@ -110,6 +109,18 @@ def _message_class() -> Any:
 _METRIC_FAMILY = _message_class()
 
 
+def _varint(body: bytes, position: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        assert position < len(body), "a length prefix runs past the body"
+        byte = body[position]
+        value |= (byte & 0x7F) << shift
+        position += 1
+        if byte < 0x80:
+            return value, position
+        shift += 7
+
+
 def read_families(body: bytes) -> list[Any]:
     """
     Every ``MetricFamily`` of a delimited stream; fails on a torn or trailing byte.
@@ -117,7 +128,7 @@ def read_families(body: bytes) -> list[Any]:
     families = []
     position = 0
     while position < len(body):
-        size, position = _DecodeVarint(body, position)
+        size, position = _varint(body, position)
         end = position + size
         assert end <= len(body), "a length prefix runs past the body"
         family = _METRIC_FAMILY()

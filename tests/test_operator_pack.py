@@ -132,11 +132,19 @@ def exposed_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         body = httpx.get(f"{runtime.address}/metrics", timeout=10).text
     finally:
         runtime.shutdown()
-    return {
+    samples = {
         line.split("{")[0].split(" ")[0]
         for line in body.splitlines()
         if line and not line.startswith("#")
     }
+    # A histogram made exponential is a native histogram in Prometheus, queried
+    # by its family name (no _bucket/_count/_sum).
+    histograms = {
+        line.split(" ")[2]
+        for line in body.splitlines()
+        if line.startswith("# TYPE ") and line.endswith(" histogram")
+    }
+    return samples | histograms
 
 
 def test_dashboard_queries_only_metrics_we_emit(exposed_names: set[str]) -> None:
