@@ -78,7 +78,9 @@ def collected(started: ron_metrics.Runtime) -> dict[tuple[str, str], Any]:
             points = {}
             for point in metric.data.data_points:
                 found: Any = point
-                if hasattr(found, "bucket_counts"):
+                if hasattr(found, "scale"):
+                    shape = exponential_shape(found)
+                elif hasattr(found, "bucket_counts"):
                     shape: Any = (
                         found.count,
                         found.sum,
@@ -97,6 +99,33 @@ def collected(started: ron_metrics.Runtime) -> dict[tuple[str, str], Any]:
             identity = (metric.description, metric.unit, kind, monotonic)
             out[(scope.scope.name, metric.name)] = (identity, points)
     return out
+
+
+def _dense(buckets: Any) -> tuple[int, tuple[int, ...]] | None:
+    # Buckets without the empty ones at either end (the SDK keeps its allocated
+    # capacity as trailing zeros; the content is what is compared).
+    counts = list(buckets.bucket_counts)
+    offset = buckets.offset
+    while counts and counts[-1] == 0:
+        counts.pop()
+    while counts and counts[0] == 0:
+        counts.pop(0)
+        offset += 1
+    return (offset, tuple(counts)) if counts else None
+
+
+def exponential_shape(point: Any) -> tuple[Any, ...]:
+    """An exponential point's scale, counts, sum, min, max and buckets."""
+    return (
+        point.count,
+        point.sum,
+        point.scale,
+        point.zero_count,
+        _dense(point.positive),
+        _dense(point.negative),
+        point.min,
+        point.max,
+    )
 
 
 # Plus, sometimes, an attribute the allowlists drop, different on nearly every call.
@@ -131,6 +160,8 @@ cardinalities = st.fixed_dictionaries(
                 {"jobs": {"attributes": ["a"], "max_series": 2}},
                 {"jobs": {"attributes": ["a", "b"]}, "payload": {"attributes": ["c"]}},
                 {"payload": {"buckets": [1.0, 5.0, 50.0]}},
+                {"payload": {"aggregation": "exponential", "max_size": 4}},
+                {"work.*": {"aggregation": "exponential", "max_scale": 2}},
                 {"temperature": {"drop": True}},
                 {"work.*": {"max_series": 1}},
             ]

@@ -123,7 +123,7 @@ class TestRealPrometheus:
 
 def _batch(size: int = 200) -> list[float]:
     # One fixed batch of latencies from 1 ms to about 20 s (log-normal, seeded).
-    generator = random.Random(7)  # noqa: S311  # test data, not secrets
+    generator = random.Random(7)  # noqa: S311 - test data, not secrets
     return [min(20.0, generator.lognormvariate(-3.0, 1.5)) for _ in range(size)]
 
 

@@ -74,7 +74,7 @@ class BoundHistogram:
             dropped("Record", "Histogram", self._name, amount)
             return
         cell = self._cell
-        if cell is None:
+        if cell is None or cell.exponential is not None:
             for each in self._cells:
                 observe(each, amount)
             return
@@ -118,7 +118,11 @@ def single_cell(instrument: Any, attributes: Attributes = None) -> HistogramCell
     if not isinstance(instrument, FastHistogram):
         return None
     cell = BoundHistogram(instrument, attributes)._cell
-    if isinstance(cell, HistogramCell) and cell.shared is None:
+    if (
+        isinstance(cell, HistogramCell)
+        and cell.shared is None
+        and cell.exponential is None
+    ):
         return cell
     return None
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
 
+from ron_metrics.fast.exponential import Exponential
+
 __all__ = [
     "SCALARS",
     "Cell",
@@ -58,15 +60,20 @@ class Cell:
 class HistogramCell:
     """
     A histogram's buckets, sum, min and max for one attribute set.
+
+    An exponential histogram's cell keeps its state in ``exponential`` (``shape``
+    is its ``(max_size, max_scale)``); ``bounds`` and ``counts`` are then unused.
     """
 
     __slots__ = (
         "attributes",
         "bounds",
         "counts",
+        "exponential",
         "high",
         "lock",
         "low",
+        "shape",
         "shared",
         "start",
         "total",
@@ -77,10 +84,12 @@ class HistogramCell:
         attributes: Mapping[str, Any],
         bounds: tuple[float, ...],
         shared: Any = None,
+        shape: tuple[int, int] | None = None,
     ) -> None:
         self.attributes = attributes
         self.bounds = bounds
         self.shared = shared
+        self.shape = shape
         self.reset()
 
     def reset(self) -> None:
@@ -91,6 +100,8 @@ class HistogramCell:
         self.total: float = 0
         self.low = math.inf
         self.high = -math.inf
+        shape = self.shape
+        self.exponential = None if shape is None else Exponential(*shape)
 
 
 class Typed(dict[Any, "Cell | HistogramCell"]):

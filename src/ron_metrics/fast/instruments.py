@@ -205,6 +205,10 @@ class FastHistogram(_Fast, Histogram):
 
 
 def observe(cell: Any, amount: float) -> None:
+    if cell.exponential is not None:
+        with cell.lock:
+            cell.exponential.observe(amount)
+        return
     index = bisect_left(cell.bounds, amount)
     with cell.lock:
         cell.counts[index] += 1

@@ -6,9 +6,9 @@ goes through the SDK (name validation, duplicate and conflict handling, the same
 object for the same registration), and the SDK instrument is what the views match
 against — so the provider's views decide each stream exactly as they would on the
 SDK path. The instrument the app gets feeds pre-aggregating cells instead.
-Observable instruments stay on the SDK path. An instrument a view gives an
-aggregation the fast path does not implement (an exponential histogram) stays on
-the SDK path too.
+Observable instruments stay on the SDK path. Histograms are explicit or
+exponential (the SDK's algorithm, see :mod:`ron_metrics.fast.exponential`); in a
+multi-process group an exponential histogram stays on the SDK path.
 
 :class:`FastRegistry` keeps every stream in creation order; the hub turns them into
 data points of the one collection before anything reads it.
@@ -28,6 +28,7 @@ from opentelemetry.sdk.metrics import Counter as SdkCounter
 from opentelemetry.sdk.metrics._internal.aggregation import (
     _DropAggregation,
     _ExplicitBucketHistogramAggregation,
+    _ExponentialBucketHistogramAggregation,
     _LastValueAggregation,
     _SumAggregation,
 )
@@ -138,8 +139,14 @@ class FastRegistry:
             )
             if isinstance(template, _DropAggregation):
                 continue
+            shape = None
             if isinstance(template, _ExplicitBucketHistogramAggregation):
                 kind, bounds = "histogram", tuple(template._boundaries)
+            elif isinstance(template, _ExponentialBucketHistogramAggregation):
+                if self._shared:
+                    return None  # a group's store holds explicit buckets only
+                kind, bounds = "histogram", ()
+                shape = (template._max_size, template._max_scale)
             elif isinstance(template, _LastValueAggregation):
                 kind, bounds = "gauge", ()
             elif isinstance(template, _SumAggregation):
@@ -166,6 +173,7 @@ class FastRegistry:
                     if limit is not None
                     else self._limit_of(type(instrument)),
                     bounds=bounds,
+                    shape=shape,
                     shared=self._record_maker(
                         instrument, name, description, monotonic, bounds
                     ),

@@ -26,9 +26,9 @@ from opentelemetry.sdk.metrics._internal._view_instrument_match import (
 )
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    ExponentialHistogram,
     Gauge,
     Histogram,
-    HistogramDataPoint,
     Metric,
     NumberDataPoint,
     Sum,
@@ -44,6 +44,7 @@ from ron_metrics.fast.cells import (
     series_key,
     types_of,
 )
+from ron_metrics.fast.points import exponential_point, histogram_point
 
 __all__ = ["Cell", "HistogramCell", "Stream", "Typed"]
 
@@ -68,6 +69,7 @@ class Stream:
         attribute_keys: The view's allowlist (``None`` keeps every attribute).
         limit: The cardinality limit: attribute sets beyond it share the overflow cell.
         bounds: Histogram bucket boundaries.
+        shape: An exponential histogram's ``(max_size, max_scale)``.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Stream:
         attribute_keys: frozenset[str] | None,
         limit: int,
         bounds: tuple[float, ...] = (),
+        shape: tuple[int, int] | None = None,
         shared: Callable[[str, Mapping[str, Any]], Any] | None = None,
     ) -> None:
         self.name = name
@@ -93,6 +96,7 @@ class Stream:
         self._keys = attribute_keys
         self._limit = limit
         self.bounds = bounds
+        self.shape = shape
         self._cells: dict[Any, Cell | HistogramCell] = {}
         self._overflow: Cell | HistogramCell | None = None
         # Remembered sets, each to a cell (string values) or a Typed (others):
@@ -282,7 +286,7 @@ class Stream:
     def _new_cell(self, attributes: Mapping[str, Any]) -> Cell | HistogramCell:
         shared = self._shared(self.kind, attributes) if self._shared else None
         if self.kind == "histogram":
-            return HistogramCell(attributes, self.bounds, shared)
+            return HistogramCell(attributes, self.bounds, shared, self.shape)
         return Cell(attributes, shared)
 
     # -- collection --------------------------------------------------------------
@@ -296,8 +300,13 @@ class Stream:
         if not cells:
             return None
         data: Any
-        if self.kind == "histogram":
-            points = [self._histogram_point(cell, now) for cell in cells]  # type: ignore[arg-type]  # histogram streams hold HistogramCells
+        if self.kind == "histogram" and self.shape is not None:
+            points = [exponential_point(cell, now) for cell in cells]  # type: ignore[arg-type]  # histogram streams hold HistogramCells
+            data = ExponentialHistogram(
+                data_points=points, aggregation_temporality=_CUMULATIVE
+            )
+        elif self.kind == "histogram":
+            points = [histogram_point(cell, self.bounds, now) for cell in cells]  # type: ignore[arg-type]  # as above
             data = Histogram(data_points=points, aggregation_temporality=_CUMULATIVE)
         else:
             # One attribute read is atomic: no lock needed to read a number.
@@ -322,24 +331,6 @@ class Stream:
                 )
         return Metric(
             name=self.name, description=self.description, unit=self.unit, data=data
-        )
-
-    def _histogram_point(self, cell: HistogramCell, now: int) -> Any:
-        with cell.lock:
-            counts = tuple(cell.counts)
-            total, low, high = cell.total, cell.low, cell.high
-        return new_point(
-            HistogramDataPoint,
-            attributes=cell.attributes,
-            start_time_unix_nano=cell.start,
-            time_unix_nano=now,
-            count=sum(counts),
-            sum=total,
-            bucket_counts=counts,
-            explicit_bounds=self.bounds,
-            min=low,
-            max=high,
-            exemplars=_NO_EXEMPLARS,
         )
 
     def reset(self) -> None:

@@ -1,0 +1,65 @@
+"""
+The data points of a fast histogram stream's cells, explicit or exponential.
+
+Built the way the SDK builds them (same fields, no exemplars), filled directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import (
+    Buckets,
+    ExponentialHistogramDataPoint,
+    HistogramDataPoint,
+)
+
+from ron_metrics.fast.cells import HistogramCell, new_point
+
+__all__ = ["exponential_point", "histogram_point"]
+
+_NO_EXEMPLARS: tuple[Any, ...] = ()
+
+
+def histogram_point(cell: HistogramCell, bounds: tuple[float, ...], now: int) -> Any:
+    with cell.lock:
+        counts = tuple(cell.counts)
+        total, low, high = cell.total, cell.low, cell.high
+    return new_point(
+        HistogramDataPoint,
+        attributes=cell.attributes,
+        start_time_unix_nano=cell.start,
+        time_unix_nano=now,
+        count=sum(counts),
+        sum=total,
+        bucket_counts=counts,
+        explicit_bounds=bounds,
+        min=low,
+        max=high,
+        exemplars=_NO_EXEMPLARS,
+    )
+
+
+def exponential_point(cell: HistogramCell, now: int) -> Any:
+    state = cell.exponential
+    if state is None:
+        return histogram_point(cell, cell.bounds, now)
+    with cell.lock:
+        collected = state.collect()
+        positive, negative = collected.positive.dense(), collected.negative.dense()
+        return new_point(
+            ExponentialHistogramDataPoint,
+            attributes=cell.attributes,
+            start_time_unix_nano=cell.start,
+            time_unix_nano=now,
+            count=collected.count,
+            sum=collected.sum,
+            scale=collected.scale,
+            zero_count=collected.zero_count,
+            positive=Buckets(offset=positive[0], bucket_counts=positive[1]),
+            negative=Buckets(offset=negative[0], bucket_counts=negative[1]),
+            flags=0,
+            min=collected.low,
+            max=collected.high,
+            exemplars=_NO_EXEMPLARS,
+        )
