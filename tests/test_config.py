@@ -307,7 +307,7 @@ class TestOtlpVariables:
             (
                 {
                     "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": (
-                        "base2_exponential_bucket_histogram"
+                        "summary"
                     )
                 },
                 "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
@@ -799,7 +799,8 @@ class TestEnvironmentProblems:
                     "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": "nope",
                 },
                 "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
-                "only 'explicit_bucket_histogram' is supported",
+                "must be one of 'explicit_bucket_histogram',"
+                " 'base2_exponential_bucket_histogram'",
             ),
             (
                 {
@@ -1000,7 +1001,7 @@ class TestParsingShapes:
         assert problems == {
             'cardinality.instruments."a"': "expected a table, got int",
             'cardinality.instruments."b"': (
-                "needs 'attributes', 'max_series', 'buckets' or 'drop = true'"
+                "needs 'attributes', 'max_series', 'buckets', 'aggregation' or 'drop = true'"
             ),
             'cardinality.instruments."c"': "'drop = true' cannot be combined with other keys",
         }

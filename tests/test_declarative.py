@@ -68,6 +68,7 @@ extra = { region = "eu-west-1" }
 
 [cardinality.instruments."http.server.request.duration"]
 attributes = ["http.route"]
+aggregation = "explicit"
 buckets = [0.1, 0.5, 1]
 max_series = 500
 
@@ -146,9 +147,10 @@ class TestDeclarativeFile:
             (
                 "  views:\n    - selector:\n        instrument_name: x\n      stream:\n"
                 "        aggregation:\n"
-                "          base2_exponential_bucket_histogram: {}\n",
+                "          base2_exponential_bucket_histogram:\n"
+                "            record_min_max: false\n",
                 "meter_provider.views[0].stream.aggregation."
-                "base2_exponential_bucket_histogram",
+                "base2_exponential_bucket_histogram.record_min_max",
             ),
         ],
     )
