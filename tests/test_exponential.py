@@ -467,7 +467,30 @@ def test_fast_path_exponential_cells_are_the_sdks(
                 else:
                     histogram.record(operation, {"k": "v"})
         results.append(seen)
-    assert results[0] == results[1]
+    # The sum is a running sum on the fast path and a sum of interval sums in the
+    # SDK: equal up to float rounding once there were several collections.
+    fast_sums, sdk_sums = (
+        [total for collection in run for total in _sums(collection)] for run in results
+    )
+    assert fast_sums == pytest.approx(sdk_sums, rel=1e-12)
+    fast, sdk = ([_without_sums(c) for c in run] for run in results)
+    assert fast == sdk
+
+
+def _sums(collection: Any) -> list[float]:
+    if collection is None:
+        return []
+    _identity, points = collection
+    return [shape[1] for _series, shape in sorted(points.items())]
+
+
+def _without_sums(collection: Any) -> Any:
+    if collection is None:
+        return None
+    identity, points = collection
+    return identity, {
+        series: (*shape[:1], *shape[2:]) for series, shape in points.items()
+    }
 
 
 class _NoReservoir:
@@ -507,7 +530,9 @@ def _value(generator: random.Random) -> float:
 
 def test_exponential_state_is_the_sdk_aggregation_on_seeded_runs() -> None:
     """3,000 seeded runs of values and collections through the SDK's own
-    aggregation and ours: every cumulative point identical. (The SDK raises
+    aggregation and ours: every cumulative point's count, scale, zero count and
+    buckets identical (sum, min and max are the cell's: compared through the
+    runtime in the test above). (The SDK raises
     "Incorrect merge scale" on a few runs — an interval of only zeros first, then
     values far from index 0 — and those runs end there.)"""
     from opentelemetry.context import Context
@@ -530,15 +555,15 @@ def test_exponential_state_is_the_sdk_aggregation_on_seeded_runs() -> None:
                 except Exception:
                     break
                 got = ours.collect()
-                assert exponential_shape(expected) == (
+                count, _sum, scale, zeros, positive, negative, _min, _max = (
+                    exponential_shape(expected)
+                )
+                assert (count, scale, zeros, positive, negative) == (
                     got.count,
-                    got.sum,
                     got.scale,
                     got.zero_count,
                     _dense_side(got.positive.dense()),
                     _dense_side(got.negative.dense()),
-                    got.low,
-                    got.high,
                 ), seed
                 compared += 1
                 continue

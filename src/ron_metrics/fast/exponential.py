@@ -12,6 +12,8 @@ scale, offsets, counts, sum, min and max with the SDK's on random values:
   subnormal and overflow clamps); a value outside ``max_size`` buckets coarsens the
   scale first, and the scale never comes back up;
 - an interval holding only zeros has scale 0;
+- the sum is a running sum (the SDK adds interval sums: the last digit can differ
+  after several collections), count, min and max are the SDK's;
 - at collection the interval is merged into the cumulative state at the coarser of
   the two scales, coarsened further until both fit in ``max_size`` buckets.
 
@@ -21,16 +23,17 @@ no negative values; the negative side stays empty but keeps the SDK's shape).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from math import floor, frexp, ldexp, log
 
-__all__ = ["Cumulative", "Exponential", "Side", "index_of"]
+__all__ = ["LARGE", "MIN_NORMAL", "Cumulative", "Exponential", "Side", "index_of"]
 
 _MIN_NORMAL_EXPONENT = -1022
 _MAX_NORMAL_EXPONENT = 1023
-_MIN_NORMAL_VALUE = 2.2250738585072014e-308
+MIN_NORMAL = 2.2250738585072014e-308
 _INVERSE_LN2 = 1 / log(2)
+# Below this, the logarithm mapping needs no clamp at the largest float.
+LARGE = 2.0**1023
 
 
 def index_of(value: float, scale: int) -> int:
@@ -38,7 +41,7 @@ def index_of(value: float, scale: int) -> int:
     The bucket index of ``value`` (> 0, finite) at ``scale``, as the SDK maps it.
     """
     if scale > 0:
-        if value <= _MIN_NORMAL_VALUE:
+        if value <= MIN_NORMAL:
             return (_MIN_NORMAL_EXPONENT << scale) - 1
         mantissa, exponent = frexp(value)
         if mantissa == 0.5:  # an exact power of two: the lower bucket
@@ -47,7 +50,7 @@ def index_of(value: float, scale: int) -> int:
             floor(log(value) * ldexp(_INVERSE_LN2, scale)),
             ((_MAX_NORMAL_EXPONENT + 1) << scale) - 1,
         )
-    if value < _MIN_NORMAL_VALUE:
+    if value < MIN_NORMAL:
         lowest = _MIN_NORMAL_EXPONENT >> -scale
         return lowest - 1 if -scale < 2 else lowest
     mantissa, exponent = frexp(value)
@@ -103,11 +106,12 @@ class Side:
 
     def dense(self) -> tuple[int, list[int]]:
         """(offset, counts) from the first to the last non-empty bucket."""
-        used = [index for index, count in self.counts.items() if count]
-        if not used:
+        counts = self.counts  # holds no zeros: a count is only ever added to
+        if not counts:
             return 0, []
-        low, high = min(used), max(used)
-        return low, [self.counts.get(index, 0) for index in range(low, high + 1)]
+        low, high = min(counts), max(counts)
+        get = counts.get
+        return low, [get(index, 0) for index in range(low, high + 1)]
 
 
 def _scale_change(low: int, high: int, max_size: int) -> int:
@@ -121,21 +125,20 @@ def _scale_change(low: int, high: int, max_size: int) -> int:
 
 class Exponential:
     """
-    One series' interval and cumulative state. Callers hold the series' lock.
+    One series' buckets: this interval's and the cumulative ones. Callers hold the
+    series' lock, and keep the count's companions (sum, min, max) themselves: a
+    running sum is what the cell's explicit sibling keeps too.
     """
 
     __slots__ = (
-        "count",
         "cumulative",
         "factor",
-        "high",
         "interval_scale",
-        "low",
+        "mask",
         "max_size",
         "negative",
         "positive",
         "scale",
-        "sum",
         "zero_count",
     )
 
@@ -143,6 +146,7 @@ class Exponential:
         self.max_size = max_size
         self.scale = max_scale  # the mapping's scale: it only ever decreases
         self.factor = ldexp(_INVERSE_LN2, max_scale)
+        self.mask = (1 << max_scale) - 1 if max_scale > 0 else 0
         self.cumulative: Cumulative | None = None
         self._new_interval()
 
@@ -150,70 +154,64 @@ class Exponential:
         self.positive = Side()
         self.negative = Side()
         self.interval_scale: int | None = None  # None: no value yet this interval
-        self.count = 0
         self.zero_count = 0
-        self.sum: float = 0
-        self.low = math.inf
-        self.high = -math.inf
 
-    def observe(self, value: float) -> None:  # noqa: PLR0912 - the mapping inlined: a call saved per value
+    def observe(self, value: float) -> None:
         """Count ``value`` (finite) in this interval."""
-        self.sum += value
-        if value < self.low:  # noqa: PLR1730 - a comparison, not a min() call: faster
-            self.low = value
-        if value > self.high:  # noqa: PLR1730 - as above
-            self.high = value
-        self.count += 1
-        if value == 0:
+        if value > 0:
+            side = self.positive
+        elif value == 0:
             self.zero_count += 1
-            if self.count == self.zero_count:
-                self.interval_scale = 0
+            if not self.positive.counts and not self.negative.counts:
+                self.interval_scale = 0  # only zeros so far: the SDK's scale 0
             return
-        side = self.positive
-        if value < 0:
+        else:
             value = -value
             side = self.negative
         scale = self.scale
-        if scale > 0 and value > _MIN_NORMAL_VALUE:
-            mantissa, exponent = frexp(value)
-            if mantissa == 0.5:
-                index = ((exponent - 1) << scale) - 1
-            else:
-                index = floor(log(value) * self.factor)
-                limit = ((_MAX_NORMAL_EXPONENT + 1) << scale) - 1
-                if index > limit:  # noqa: PLR1730 - a comparison, not a min() call: faster
-                    index = limit
+        if scale > 0 and MIN_NORMAL < value < LARGE:
+            # The SDK's logarithm mapping without its exact-power test for most
+            # values: only an index on a power-of-two boundary can belong to an
+            # exact power of two (which goes to the bucket below).
+            index = floor(log(value) * self.factor)
+            if not index & self.mask and frexp(value)[0] == 0.5:
+                index -= 1
         else:
             index = index_of(value, scale)
         counts = side.counts
         if not counts:  # the interval's first value of this sign starts its range
             side.start = side.end = index
-        elif index < side.start and side.end - index >= self.max_size:
-            index = self._coarsen(value, index, side.end)
-        elif index > side.end and index - side.start >= self.max_size:
-            index = self._coarsen(value, side.start, index)
-        self.interval_scale = self.scale
-        side.add(index, 1)
+        elif index < side.start:
+            if side.end - index >= self.max_size:
+                self._coarsen_and_count(value, side, index, side.end)
+                return
+            side.start = index
+        elif index > side.end:
+            if index - side.start >= self.max_size:
+                self._coarsen_and_count(value, side, side.start, index)
+                return
+            side.end = index
+        self.interval_scale = scale
+        counts[index] = counts.get(index, 0) + 1
 
-    def _coarsen(self, value: float, low: int, high: int) -> int:
+    def _coarsen_and_count(self, value: float, side: Side, low: int, high: int) -> None:
+        # The range would exceed max_size: coarsen both signs, map again, count.
         change = _scale_change(low, high, self.max_size)
         self.positive.downscale(change)
         self.negative.downscale(change)
         self.scale -= change
         self.factor = ldexp(_INVERSE_LN2, self.scale)
-        return index_of(value, self.scale)
+        self.mask = (1 << self.scale) - 1 if self.scale > 0 else 0
+        self.interval_scale = self.scale
+        side.add(index_of(value, self.scale), 1)
 
     def collect(self) -> Cumulative:
-        """Merge this interval into the cumulative state and return that."""
+        """Merge this interval into the cumulative buckets and return those."""
         current = Cumulative(
             positive=self.positive,
             negative=self.negative,
             scale=self.interval_scale,
-            count=self.count,
             zero_count=self.zero_count,
-            sum=self.sum,
-            low=self.low,
-            high=self.high,
         )
         self._new_interval()
         if self.cumulative is None:
@@ -230,20 +228,24 @@ class Exponential:
 @dataclass(slots=True, kw_only=True)
 class Cumulative:
     """
-    A point's worth of state: an interval's, or everything so far.
+    Buckets at one scale: an interval's, or everything so far.
     """
 
     positive: Side
     negative: Side
     scale: int | None
-    count: int = 0
     zero_count: int = 0
-    sum: float = 0
-    low: float = math.inf
-    high: float = -math.inf
+
+    @property
+    def count(self) -> int:
+        return (
+            self.zero_count
+            + sum(self.positive.counts.values())
+            + sum(self.negative.counts.values())
+        )
 
     def merge(self, current: Cumulative, max_size: int) -> None:
-        """Add ``current`` (an interval) to this cumulative state."""
+        """Add ``current`` (an interval) to these buckets."""
         assert self.scale is not None  # noqa: S101 - set at the first collection
         scale = self.scale if current.scale is None else current.scale
         sides = ((self.positive, current.positive), (self.negative, current.negative))
@@ -271,9 +273,5 @@ class Cumulative:
             for index, count in now.counts.items():
                 if count:
                     before.add(index >> shift, count)
-        self.low = min(current.low, self.low)
-        self.high = max(current.high, self.high)
-        self.sum = current.sum + self.sum
-        self.count += current.count
         self.zero_count += current.zero_count
         self.scale = merged_scale

@@ -17,6 +17,7 @@ import sys
 import time
 from bisect import bisect_left
 from collections.abc import Mapping
+from math import floor, log
 from typing import Any
 
 from opentelemetry.context import Context
@@ -24,6 +25,8 @@ from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.metrics import _Gauge as Gauge
 
 from ron_metrics.fast.cells import Cell, HistogramCell, OneTyped, Typed
+from ron_metrics.fast.exponential import LARGE as _LARGE
+from ron_metrics.fast.exponential import MIN_NORMAL as _MIN_NORMAL
 from ron_metrics.fast.stream import Stream
 
 __all__ = [
@@ -205,9 +208,25 @@ class FastHistogram(_Fast, Histogram):
 
 
 def observe(cell: Any, amount: float) -> None:
-    if cell.exponential is not None:
+    exponential = cell.exponential
+    if exponential is not None:
         with cell.lock:
-            cell.exponential.observe(amount)
+            cell.total += amount
+            if amount < cell.low:  # noqa: PLR1730 - a comparison, not a min() call: faster
+                cell.low = amount
+            if amount > cell.high:  # noqa: PLR1730 - as above
+                cell.high = amount
+            # The usual value inlined (positive, at a positive scale, inside the
+            # range): the rest goes the long way, same result.
+            scale = exponential.scale
+            side = exponential.positive
+            counts = side.counts
+            if scale > 0 and _MIN_NORMAL < amount < _LARGE and counts:
+                index = floor(log(amount) * exponential.factor)
+                if index & exponential.mask and side.start <= index <= side.end:
+                    counts[index] = counts.get(index, 0) + 1
+                    return
+            exponential.observe(amount)
         return
     index = bisect_left(cell.bounds, amount)
     with cell.lock:

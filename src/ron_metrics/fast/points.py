@@ -47,19 +47,25 @@ def exponential_point(cell: HistogramCell, now: int) -> Any:
     with cell.lock:
         collected = state.collect()
         positive, negative = collected.positive.dense(), collected.negative.dense()
-        return new_point(
-            ExponentialHistogramDataPoint,
-            attributes=cell.attributes,
-            start_time_unix_nano=cell.start,
-            time_unix_nano=now,
-            count=collected.count,
-            sum=collected.sum,
-            scale=collected.scale,
-            zero_count=collected.zero_count,
-            positive=Buckets(offset=positive[0], bucket_counts=positive[1]),
-            negative=Buckets(offset=negative[0], bucket_counts=negative[1]),
-            flags=0,
-            min=collected.low,
-            max=collected.high,
-            exemplars=_NO_EXEMPLARS,
+        total, low, high = cell.total, cell.low, cell.high
+        count, scale, zero_count = (
+            collected.count,
+            collected.scale,
+            collected.zero_count,
         )
+    return new_point(
+        ExponentialHistogramDataPoint,
+        attributes=cell.attributes,
+        start_time_unix_nano=cell.start,
+        time_unix_nano=now,
+        count=count,
+        sum=total,
+        scale=scale,
+        zero_count=zero_count,
+        positive=Buckets(offset=positive[0], bucket_counts=positive[1]),
+        negative=Buckets(offset=negative[0], bucket_counts=negative[1]),
+        flags=0,
+        min=low,
+        max=high,
+        exemplars=_NO_EXEMPLARS,
+    )

@@ -60,14 +60,19 @@ class NativeHistogram:
     negative: Spans
 
 
-def _downscaled(
-    offset: int, counts: Sequence[int], shift: int
-) -> list[tuple[int, int]]:
-    # (OpenTelemetry index, count) of every non-empty bucket, merged by ``shift``.
+def _buckets(offset: int, counts: Sequence[int], shift: int) -> list[tuple[int, int]]:
+    # (Prometheus index, count) of every non-empty bucket, merged by ``shift``;
+    # Prometheus indexes by the upper boundary: one more than OpenTelemetry.
+    if not shift:
+        return [
+            (offset + position + 1, count)
+            for position, count in enumerate(counts)
+            if count
+        ]
     merged: dict[int, int] = {}
     for position, count in enumerate(counts):
         if count:
-            index = (offset + position) >> shift
+            index = ((offset + position) >> shift) + 1
             merged[index] = merged.get(index, 0) + count
     return sorted(merged.items())
 
@@ -76,22 +81,30 @@ def spans_of(buckets: Sequence[tuple[int, int]]) -> Spans:
     """
     The sparse layout of (Prometheus index, count) pairs, sorted by index, no zeros.
     """
-    spans: list[list[int]] = []
-    counts: list[int] = []
-    previous = 0
+    spans: list[tuple[int, int]] = []
+    deltas: list[int] = []
+    append = deltas.append
+    span_offset = length = 0
+    previous_index = previous_count = 0
     for index, count in buckets:
-        gap = index - previous - 1
-        if spans and gap <= _MAX_GAP_IN_SPAN:
-            counts.extend([0] * gap)
-            spans[-1][1] += gap + 1
+        gap = index - previous_index - 1
+        if length and gap <= _MAX_GAP_IN_SPAN:
+            if gap:
+                # Empty buckets inside a span: a drop to zero, then back up.
+                append(-previous_count)
+                if gap == _MAX_GAP_IN_SPAN:
+                    append(0)
+                previous_count = 0
+            length += gap + 1
         else:
-            spans.append([index if not spans else gap, 1])
-        counts.append(count)
-        previous = index
-    deltas = tuple(
-        count - (counts[i - 1] if i else 0) for i, count in enumerate(counts)
-    )
-    return Spans(tuple((offset, length) for offset, length in spans), deltas)
+            if length:
+                spans.append((span_offset, length))
+            span_offset, length = (gap if spans or length else index), 1
+        append(count - previous_count)
+        previous_index, previous_count = index, count
+    if length:
+        spans.append((span_offset, length))
+    return Spans(tuple(spans), tuple(deltas))
 
 
 def to_native(
@@ -109,6 +122,5 @@ def to_native(
     shift = max(0, scale - MAX_SCHEMA)
     sides = []
     for offset, counts in (positive, negative):
-        merged = _downscaled(offset, counts, shift)
-        sides.append(spans_of([(index + 1, count) for index, count in merged]))
+        sides.append(spans_of(_buckets(offset, counts, shift)))
     return NativeHistogram(scale - shift, zero_count, sides[0], sides[1])

@@ -81,14 +81,10 @@ def _label_pairs(labels: Iterable[tuple[str, str]]) -> bytes:
 
 
 def _spans(side: Spans, span_number: int, delta_number: int) -> bytes:
-    spans = b"".join(
-        pb.message_field(
-            span_number, pb.sint_field(1, offset) + pb.uint_field(2, length)
-        )
-        for offset, length in side.spans
-    )
-    return spans + (
-        pb.packed_sint_field(delta_number, side.deltas) if side.deltas else b""
+    if not side.deltas:
+        return b""
+    return pb.span_fields(span_number, side.spans) + pb.packed_sint_field(
+        delta_number, side.deltas
     )
 
 
