@@ -45,7 +45,7 @@ _ROUTES = [f"/r{i}" for i in range(10)]
 
 
 def _latencies() -> list[float]:
-    generator = random.Random(11)  # noqa: S311 - benchmark data, not secrets
+    generator = random.Random(11)
     return [generator.lognormvariate(-3.0, 1.2) for _ in range(_CYCLE)]
 
 
@@ -125,7 +125,7 @@ def _filled(aggregation: str, series: int) -> ron_metrics.Runtime:
     histogram = runtime.get_meter("b").create_histogram("latency", unit="s")
     values = _latencies()
     for index in range(series):
-        attributes = {
+        attributes: dict[str, str | int] = {
             "http.request.method": "GET",
             "http.route": f"/r{index}",
             "http.response.status_code": 200,

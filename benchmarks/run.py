@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import fastpath_bench
+import histograms_bench
 import hotpath
 import http_bench
 import latency
@@ -56,6 +57,8 @@ class Plan:
     fast_ops: int
     shape_ops: int
     runtime_calls: int
+    histogram_ops: int
+    histogram_series: int
 
 
 FULL = Plan(
@@ -76,6 +79,8 @@ FULL = Plan(
     fast_ops=100_000,
     shape_ops=20_000,
     runtime_calls=200,
+    histogram_ops=20_000,
+    histogram_series=1_000,
 )
 SMOKE = Plan(
     ops=500,
@@ -95,6 +100,8 @@ SMOKE = Plan(
     fast_ops=2_000,
     shape_ops=300,
     runtime_calls=5,
+    histogram_ops=300,
+    histogram_series=50,
 )
 
 
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         len(paths)
         for paths in (["/healthz", "/metrics"], ["/metrics"], ["/healthz", "/metrics"])
     ) * len(plan.connections)
-    progress = Progress(total=13 + wrk_steps)
+    progress = Progress(total=14 + wrk_steps)
     command = "python benchmarks/run.py" + (" --smoke" if args.smoke else "")
     results: dict[str, Any] = {"env": environment(command), "smoke": args.smoke}
     progress.step("hot path: counters, histograms, dropped attribute, overflow")
@@ -194,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     results["shapes"] = shapes.measure(plan.shape_ops, plan.repeats)
     progress.step("process and runtime metrics: cost per collection")
     results["runtime_metrics"] = runtime_bench.measure(plan.runtime_calls, plan.repeats)
+    progress.step("exponential histograms: record; native vs classic scrape")
+    results["histograms"] = {
+        "record": histograms_bench.measure_record(plan.histogram_ops, plan.repeats),
+        "scrape": histograms_bench.measure_scrape(plan.histogram_series, plan.repeats),
+    }
     progress.step("report and plots")
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = report.write(results, args.out)
