@@ -78,10 +78,11 @@ def collected(started: ron_metrics.Runtime) -> dict[tuple[str, str], Any]:
             points = {}
             for point in metric.data.data_points:
                 found: Any = point
+                shape: Any
                 if hasattr(found, "scale"):
                     shape = exponential_shape(found)
                 elif hasattr(found, "bucket_counts"):
-                    shape: Any = (
+                    shape = (
                         found.count,
                         found.sum,
                         tuple(found.bucket_counts),
