@@ -113,10 +113,15 @@ class TestConfiguration:
         text = _problems(cardinality={"histogram_aggregation": "native"})
         assert "cardinality.histogram_aggregation" in text
 
-    def test_a_group_refuses_exponential_histograms(self, tmp_path: Path) -> None:
-        text = _problems(cardinality=EXPONENTIAL, multiprocess={"dir": str(tmp_path)})
-        assert "cardinality.histogram_aggregation" in text
-        assert "multi-process group" in text
+    def test_a_group_takes_exponential_histograms(self, tmp_path: Path) -> None:
+        config = load_config(
+            None,
+            env={},
+            service={"name": "x"},
+            cardinality=EXPONENTIAL,
+            multiprocess={"dir": str(tmp_path)},
+        )
+        assert config.cardinality.histogram_aggregation == "exponential"
 
 
 def _collect(runtime: Runtime) -> MetricsData:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ron_metrics.config.model import (
     CardinalityConfig,
-    Config,
     ExporterConfig,
     InstrumentRule,
     LabelsConfig,
@@ -26,7 +25,6 @@ from ron_metrics.labels import (
 
 __all__ = [
     "check_cardinality",
-    "check_config",
     "check_exporter",
     "check_labels",
     "check_otlp",
@@ -176,28 +174,6 @@ def check_cardinality(cardinality: CardinalityConfig, path: str) -> list[ConfigP
                     )
                 )
     return problems
-
-
-def check_config(config: Config, path: str) -> list[ConfigProblem]:
-    cardinality = config.cardinality
-    if not config.multiprocess.enabled:
-        return []
-    # A group merges its members' series in a shared store that holds explicit
-    # buckets only; an exponential histogram would be missing from the group's
-    # totals, so it is refused rather than silently left out.
-    why = (
-        "exponential histograms are not merged across a multi-process group yet;"
-        " use explicit buckets while [multiprocess] dir is set"
-    )
-    if cardinality.histogram_aggregation == "exponential":
-        return [ConfigProblem(f"{path}cardinality.histogram_aggregation", why)]
-    return [
-        ConfigProblem(
-            f'{path}cardinality.instruments."{rule.pattern}".aggregation', why
-        )
-        for rule in cardinality.instruments
-        if rule.aggregation == "exponential"
-    ]
 
 
 # Rules that span several keys of one section; run as soon as the section is built,

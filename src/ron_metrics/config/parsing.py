@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from ron_metrics.config import values as v
 from ron_metrics.config.invariants import (
     check_cardinality,
-    check_config,
     check_exporter,
     check_labels,
     check_prometheus,
@@ -167,7 +166,6 @@ _SECTION_CHECKS: Mapping[type, Callable[[Any, str], list[ConfigProblem]]] = (
         {
             ServiceConfig: check_service,
             CardinalityConfig: check_cardinality,
-            Config: check_config,
             LabelsConfig: check_labels,
             PrometheusConfig: check_prometheus,
             ExporterConfig: check_exporter,

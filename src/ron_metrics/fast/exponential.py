@@ -26,7 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import floor, frexp, ldexp, log
 
-__all__ = ["LARGE", "MIN_NORMAL", "Cumulative", "Exponential", "Side", "index_of"]
+__all__ = [
+    "LARGE",
+    "MIN_NORMAL",
+    "Cumulative",
+    "Exponential",
+    "Side",
+    "index_of",
+    "scale_change",
+]
 
 _MIN_NORMAL_EXPONENT = -1022
 _MAX_NORMAL_EXPONENT = 1023
@@ -114,7 +122,8 @@ class Side:
         return low, [get(index, 0) for index in range(low, high + 1)]
 
 
-def _scale_change(low: int, high: int, max_size: int) -> int:
+def scale_change(low: int, high: int, max_size: int) -> int:
+    """How many scales coarser ``low..high`` fits in ``max_size`` buckets."""
     change = 0
     while high - low >= max_size:
         high >>= 1
@@ -196,7 +205,7 @@ class Exponential:
 
     def _coarsen_and_count(self, value: float, side: Side, low: int, high: int) -> None:
         # The range would exceed max_size: coarsen both signs, map again, count.
-        change = _scale_change(low, high, self.max_size)
+        change = scale_change(low, high, self.max_size)
         self.positive.downscale(change)
         self.negative.downscale(change)
         self.scale -= change
@@ -265,7 +274,7 @@ class Cumulative:
             if ranges:
                 low = min(found[0] for found in ranges)
                 high = max(found[1] for found in ranges)
-                change = max(change, _scale_change(low, high, max_size))
+                change = max(change, scale_change(low, high, max_size))
         merged_scale = common - change
         shift = scale - merged_scale
         for before, now in sides:

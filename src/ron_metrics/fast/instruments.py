@@ -218,15 +218,17 @@ def observe(cell: Any, amount: float) -> None:
                 cell.high = amount
             # The usual value inlined (positive, at a positive scale, inside the
             # range): the rest goes the long way, same result.
-            scale = exponential.scale
             side = exponential.positive
             counts = side.counts
-            if scale > 0 and _MIN_NORMAL < amount < _LARGE and counts:
+            index = 0  # on a power-of-two boundary: not taken inline
+            if exponential.scale > 0 and _MIN_NORMAL < amount < _LARGE and counts:
                 index = floor(log(amount) * exponential.factor)
-                if index & exponential.mask and side.start <= index <= side.end:
-                    counts[index] = counts.get(index, 0) + 1
-                    return
-            exponential.observe(amount)
+            if index & exponential.mask and side.start <= index <= side.end:
+                counts[index] = counts.get(index, 0) + 1
+            else:
+                exponential.observe(amount)
+        if cell.shared is not None:
+            cell.shared.observe(float(amount))
         return
     index = bisect_left(cell.bounds, amount)
     with cell.lock:

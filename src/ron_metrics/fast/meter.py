@@ -7,8 +7,7 @@ object for the same registration), and the SDK instrument is what the views matc
 against — so the provider's views decide each stream exactly as they would on the
 SDK path. The instrument the app gets feeds pre-aggregating cells instead.
 Observable instruments stay on the SDK path. Histograms are explicit or
-exponential (the SDK's algorithm, see :mod:`ron_metrics.fast.exponential`); in a
-multi-process group an exponential histogram stays on the SDK path.
+exponential (the SDK's algorithm, see :mod:`ron_metrics.fast.exponential`).
 
 :class:`FastRegistry` keeps every stream in creation order; the hub turns them into
 data points of the one collection before anything reads it.
@@ -143,8 +142,6 @@ class FastRegistry:
             if isinstance(template, _ExplicitBucketHistogramAggregation):
                 kind, bounds = "histogram", tuple(template._boundaries)
             elif isinstance(template, _ExponentialBucketHistogramAggregation):
-                if self._shared:
-                    return None  # a group's store holds explicit buckets only
                 kind, bounds = "histogram", ()
                 shape = (template._max_size, template._max_scale)
             elif isinstance(template, _LastValueAggregation):
@@ -175,7 +172,12 @@ class FastRegistry:
                     bounds=bounds,
                     shape=shape,
                     shared=self._record_maker(
-                        instrument, name, description, monotonic, bounds
+                        instrument,
+                        name,
+                        description,
+                        monotonic,
+                        bounds=bounds,
+                        shape=shape,
                     ),
                 )
             )
@@ -187,7 +189,9 @@ class FastRegistry:
         name: str,
         description: str,
         monotonic: bool,
+        *,
         bounds: tuple[float, ...],
+        shape: tuple[int, int] | None,
     ) -> Callable[[str, Any], Any] | None:
         if not self._shared:
             return None
@@ -202,6 +206,7 @@ class FastRegistry:
                 description=description,
                 bounds=bounds,
                 attributes=attributes,
+                shape=shape,
             )
 
         return record

@@ -27,14 +27,24 @@ from opentelemetry.sdk.metrics import (
 )
 from opentelemetry.sdk.metrics._internal.aggregation import (
     _ExplicitBucketHistogramAggregation,
+    _ExponentialBucketHistogramAggregation,
     _LastValueAggregation,
     _SumAggregation,
 )
 from opentelemetry.sdk.metrics.view import Aggregation
 
+from ron_metrics.multiprocess.exponential_record import ExponentialWriter
 from ron_metrics.multiprocess.store import MemberStore, series_key
 
-__all__ = ["CURRENT", "SharedAggregation", "StoreHolder", "StoreRecord", "fast_record"]
+__all__ = [
+    "CURRENT",
+    "ExponentialRecord",
+    "SharedAggregation",
+    "StoreHolder",
+    "StoreRecord",
+    "exponential_key",
+    "fast_record",
+]
 
 
 class StoreHolder:
@@ -107,7 +117,61 @@ class _SharedHistogram(_ExplicitBucketHistogramAggregation):
             store.observe(offset, bisect_left(self._boundaries, value), value)
 
 
+class ExponentialRecord:
+    """
+    An exponential histogram series' record in whichever store is current (its
+    writer lives with the store: it moves the record's window).
+    """
+
+    __slots__ = ("_key", "_shape")
+
+    def __init__(self, key: str, shape: tuple[int, int]) -> None:
+        self._key = key
+        self._shape = shape
+
+    def observe(self, value: float) -> None:
+        store = CURRENT.store
+        if store is None:
+            return
+        writer = store.writers.get(self._key)
+        if writer is None:
+            made = ExponentialWriter(store, self._key, *self._shape)
+            writer = store.writers.setdefault(self._key, made)
+        writer.observe(value)
+
+
+class _SharedExponential(_ExponentialBucketHistogramAggregation):
+    _cell: ExponentialRecord
+
+    def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
+        super().aggregate(measurement, should_sample_exemplar)
+        self._cell.observe(float(measurement.value))
+
+
+def exponential_key(
+    scope: Any,
+    name: str,
+    *,
+    unit: str,
+    description: str,
+    shape: tuple[int, int],
+    attributes: Any,
+) -> str:
+    """The store key of an exponential histogram series (both paths)."""
+    return series_key(
+        scope=(scope.name, scope.version or ""),
+        name=name,
+        kind="exponential",
+        unit=unit or "",
+        description=description or "",
+        bounds=shape,
+        attributes=dict(attributes),
+    )
+
+
 def _kind(instrument: Any, aggregation: Any) -> str | None:
+    if isinstance(aggregation, _ExponentialBucketHistogramAggregation):
+        return "exponential"
     if isinstance(aggregation, _ExplicitBucketHistogramAggregation):
         return "histogram"
     if isinstance(aggregation, _LastValueAggregation):
@@ -120,7 +184,7 @@ def _kind(instrument: Any, aggregation: Any) -> str | None:
             if synchronous
             else ("ocounter" if monotonic else "oupdown")
         )
-    return None  # dropped or exponential: not shared (not exposed either)
+    return None  # dropped: not shared (not exposed either)
 
 
 def share(instrument: Any, attributes: Any, aggregation: Any, name: str) -> Any:
@@ -129,6 +193,19 @@ def share(instrument: Any, attributes: Any, aggregation: Any, name: str) -> Any:
     """
     kind = _kind(instrument, aggregation)
     if kind is None or attributes is None:
+        return aggregation
+    if kind == "exponential":
+        shape = (aggregation._max_size, aggregation._max_scale)
+        key = exponential_key(
+            instrument.instrumentation_scope,
+            name,
+            unit=instrument.unit,
+            description=instrument.description,
+            shape=shape,
+            attributes=attributes,
+        )
+        aggregation.__class__ = _SharedExponential
+        aggregation._cell = ExponentialRecord(key, shape)
         return aggregation
     bounds: tuple[float, ...] | None = (
         tuple(aggregation._boundaries) if kind == "histogram" else None
@@ -197,11 +274,22 @@ def fast_record(
     description: str,
     bounds: tuple[float, ...],
     attributes: dict[str, Any],
-) -> StoreRecord:
+    shape: tuple[int, int] | None = None,
+) -> StoreRecord | ExponentialRecord:
     """
     The store record of one fast-path series (same keys as the SDK path's).
     """
     stored = _FAST_KINDS.get((kind, monotonic), kind)
+    if shape is not None:
+        key = exponential_key(
+            scope,
+            name,
+            unit=unit,
+            description=description,
+            shape=shape,
+            attributes=attributes,
+        )
+        return ExponentialRecord(key, shape)
     key = series_key(
         scope=(scope.name, scope.version or ""),
         name=name,

@@ -10,6 +10,9 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    Buckets,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
     Gauge,
     Histogram,
     HistogramDataPoint,
@@ -24,6 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from ron_metrics.hub import NO_DESCRIPTION
+from ron_metrics.multiprocess.exponential_record import dense_buckets
 from ron_metrics.multiprocess.merge import Merged
 from ron_metrics.multiprocess.store import SeriesKey, parsed_key
 from ron_metrics.views import SELF_METER_NAME
@@ -114,6 +118,23 @@ def _point(
     now: int,
 ) -> Any:
     values = merged.values
+    if merged.kind == "exponential":
+        scale, offset, counts = dense_buckets(values)
+        count = int(values[0])
+        return ExponentialHistogramDataPoint(
+            attributes=attributes,
+            start_time_unix_nano=start,
+            time_unix_nano=now,
+            count=count,
+            sum=values[1],
+            scale=scale,
+            zero_count=int(values[4]),
+            positive=Buckets(offset=offset, bucket_counts=counts),
+            negative=Buckets(offset=0, bucket_counts=[]),
+            flags=0,
+            min=values[2] if count else 0.0,
+            max=values[3] if count else 0.0,
+        )
     if merged.kind == "histogram":
         buckets = [int(count) for count in values[3:]]
         count = sum(buckets)
@@ -143,6 +164,10 @@ def _metric(identity: tuple[Any, ...], points: list[Any]) -> Metric:
     data: Any
     if kind == "histogram":
         data = Histogram(data_points=points, aggregation_temporality=_CUMULATIVE)
+    elif kind == "exponential":
+        data = ExponentialHistogram(
+            data_points=points, aggregation_temporality=_CUMULATIVE
+        )
     elif kind == "gauge":
         data = Gauge(data_points=points)
     else:

@@ -5,7 +5,8 @@ member file; the merge takes only what an honest member could hold:
 - every key is a series key of a known kind with the value layout of that kind
   (else the whole file is skipped, as a file that is not a store file);
 - a counter's value, and a histogram's bucket counts, are finite, not negative
-  and never below what the same file showed before; a histogram's sum is finite.
+  and never below what the same file showed before; a histogram's sum is finite;
+  an exponential histogram's count is its buckets' sum and never goes down.
   A value that is not is refused: the last admitted values of that series stand
   in, so a group total never goes backwards and never becomes NaN.
 - across files, the group's counter and histogram totals never go below what a
@@ -19,6 +20,7 @@ import math
 import operator
 from collections.abc import Iterable
 
+from ron_metrics.multiprocess.exponential_record import HEADER
 from ron_metrics.multiprocess.merge import Merged
 from ron_metrics.multiprocess.store import SeriesKey, parsed_key
 
@@ -26,6 +28,7 @@ __all__ = ["TotalsFloor", "ValueGuard", "check_key"]
 
 _SINGLE_VALUE = frozenset({"counter", "ocounter", "updown", "oupdown"})
 _MONOTONIC = frozenset({"counter", "ocounter"})
+_DISTRIBUTIONS = frozenset({"histogram", "exponential"})
 
 
 def check_key(key: SeriesKey, values: tuple[float, ...]) -> str:
@@ -49,6 +52,8 @@ def check_key(key: SeriesKey, values: tuple[float, ...]) -> str:
         expected = 2
     elif kind == "histogram" and isinstance(bounds, list):
         expected = 3 + len(bounds) + 1
+    elif kind == "exponential" and _exponential_shape(bounds):
+        expected = HEADER + int(bounds[0])
     else:
         raise ValueError(f"a record's key has an unknown kind {kind!r:.32}")
     if len(values) != expected:
@@ -99,6 +104,8 @@ class ValueGuard:
     def _possible(
         kind: str, values: tuple[float, ...], last: tuple[float, ...] | None
     ) -> bool:
+        if kind == "exponential":
+            return _possible_exponential(values, last)
         if kind in _MONOTONIC:
             counts: tuple[float, ...] = values
         elif kind == "histogram":
@@ -114,6 +121,42 @@ class ValueGuard:
         before = last if kind in _MONOTONIC else last[3:]
         # Same key, same layout (checked above): the lengths match.
         return all(map(operator.ge, counts, before))
+
+
+def _exponential_shape(bounds: object) -> bool:
+    # An exponential record's key holds [max_size, max_scale] where bounds go.
+    return (
+        isinstance(bounds, list)
+        and len(bounds) == 2
+        and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+        and 2 <= bounds[0] <= 16384
+    )
+
+
+def _possible_exponential(
+    values: tuple[float, ...], last: tuple[float, ...] | None
+) -> bool:
+    # Finite, not negative; the scale and window start whole numbers in range;
+    # the count the sum of the zero and window buckets (a torn read of a value
+    # being counted fails this and waits for the next scrape); never below the
+    # count this file showed before.
+    count, total, zeros, scale, start = (
+        values[0],
+        values[1],
+        values[4],
+        values[5],
+        values[6],
+    )
+    buckets = values[HEADER:]
+    if not all(math.isfinite(v) and v >= 0 for v in (count, total, zeros, *buckets)):
+        return False
+    if not (scale.is_integer() and -10 <= scale <= 20):
+        return False
+    if not (math.isfinite(start) and start.is_integer() and abs(start) < 2**31):
+        return False
+    if count != zeros + math.fsum(buckets):
+        return False
+    return last is None or count >= last[0]
 
 
 class TotalsFloor:
@@ -139,7 +182,7 @@ class TotalsFloor:
                 merged[key] = Merged(kind, list(last))
                 held.add(key)
         for key, value in merged.items():
-            if value.kind in _MONOTONIC or value.kind == "histogram":
+            if value.kind in _MONOTONIC or value.kind in _DISTRIBUTIONS:
                 self._last[key] = (value.kind, tuple(value.values))
         newly = len(held - self._held)
         self._held = held
@@ -147,6 +190,9 @@ class TotalsFloor:
 
 
 def _not_below(kind: str, now: list[float], last: tuple[float, ...]) -> bool:
+    if kind == "exponential":
+        # Count and sum (buckets move between windows and scales).
+        return now[0] >= last[0] and now[1] >= last[1]
     if kind == "histogram":
         # Sum and bucket counts (min and max move both ways between members).
         if len(now) != len(last) or now[0] < last[0]:

@@ -5,7 +5,8 @@ How each kind of series combines across processes:
 
 - counters and histograms (and observable counters): summed over every process
   that ever wrote them, live or exited, so a total never goes backwards when a
-  worker dies or is replaced;
+  worker dies or is replaced; exponential histograms are merged at the coarsest
+  of their scales (see :mod:`ron_metrics.multiprocess.exponential_record`);
 - up-down counters (and observable up-down counters): summed over live processes
   only — what an exited worker held (active requests, queue depth) is gone;
 - gauges: over live processes, by the configured policy — ``last`` (the most
@@ -18,12 +19,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ron_metrics.multiprocess.exponential_record import HEADER as EXPONENTIAL_HEADER
+from ron_metrics.multiprocess.exponential_record import combine
 from ron_metrics.multiprocess.store import SeriesKey, parsed_key
 
 __all__ = ["CUMULATIVE_KINDS", "LIVE_KINDS", "Merged", "kind_of", "merge"]
 
 # Kinds whose totals survive the process that wrote them.
-CUMULATIVE_KINDS = frozenset({"counter", "ocounter", "histogram"})
+CUMULATIVE_KINDS = frozenset({"counter", "ocounter", "histogram", "exponential"})
 LIVE_KINDS = frozenset({"updown", "oupdown", "gauge"})
 
 
@@ -81,6 +84,10 @@ def merge(
                 _combine_gauge(merged, values, gauge_policy)
             elif merged is None:
                 out[key] = Merged(kind, list(values))
+            elif kind == "exponential":
+                merged.values = combine(
+                    merged.values, values, len(values) - EXPONENTIAL_HEADER
+                )
             elif kind == "histogram":
                 merged.values[0] += values[0]
                 merged.values[1] = min(merged.values[1], values[1])

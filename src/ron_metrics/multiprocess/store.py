@@ -124,6 +124,8 @@ class MemberStore:
         _HEADER.pack_into(self._map, 0, MAGIC, self._used)
         self._offsets: dict[SeriesKey, int] = {}
         self._lock = threading.Lock()
+        # Exponential histograms' writers, by key (they move their records).
+        self.writers: dict[SeriesKey, Any] = {}
 
     def slot(self, key: SeriesKey, count: int, initial: Sequence[float] = ()) -> int:
         """
@@ -194,6 +196,44 @@ class MemberStore:
             (count,) = _VALUE.unpack_from(self._map, at)
             _VALUE.pack_into(self._map, at, count + 1)
 
+    def version(self, key: SeriesKey, values: Sequence[float]) -> int:
+        """
+        Append ``key``'s record again with ``values``: readers take the last
+        record of a key, so they see the old values or these, never a mix.
+        """
+        with self._lock:
+            return self._append(key, len(values), values)
+
+    def values(self, offset: int, count: int) -> tuple[float, ...]:
+        """The ``count`` floats at ``offset``."""
+        with self._lock:
+            return struct.unpack_from(f"<{count}d", self._map, offset)
+
+    def observe_exponential(self, offset: int, slot: int, value: float) -> None:
+        """
+        Record one exponential-histogram measurement at ``offset`` (see
+        :mod:`ron_metrics.multiprocess.exponential_record`): ``slot`` is the bucket
+        in the window, -1 the zero bucket.
+        """
+        with self._lock:
+            count, total, low, high, zeros = struct.unpack_from(
+                "<5d", self._map, offset
+            )
+            struct.pack_into(
+                "<5d",
+                self._map,
+                offset,
+                count + 1,
+                total + value,
+                min(low, value),
+                max(high, value),
+                zeros + (slot < 0),
+            )
+            if slot >= 0:
+                at = offset + 8 * (7 + slot)
+                (bucket,) = _VALUE.unpack_from(self._map, at)
+                _VALUE.pack_into(self._map, at, bucket + 1)
+
     def close(self) -> None:
         """
         Unmap and close (the file stays: its totals outlive the process).
@@ -220,12 +260,12 @@ class FileIndex:
     """
 
     def __init__(self) -> None:
-        self._records: list[tuple[SeriesKey, int, struct.Struct]]
+        self._records: dict[SeriesKey, tuple[int, struct.Struct]]
         self._forget()
 
     def _forget(self) -> None:
         self._parsed_to = _HEADER.size
-        self._records = []
+        self._records = {}
 
     def read(self, data: bytes) -> list[tuple[SeriesKey, tuple[float, ...]]]:
         """
@@ -262,7 +302,11 @@ class FileIndex:
             if after > end:
                 break
             key = data[key_at : key_at + key_length].decode()
-            self._records.append((key, values_at, struct.Struct(f"<{count}d")))
+            # A key written again (a moved exponential window): the last wins.
+            self._records[key] = (values_at, struct.Struct(f"<{count}d"))
             at = after
         self._parsed_to = at
-        return [(key, layout.unpack_from(data, o)) for key, o, layout in self._records]
+        return [
+            (key, layout.unpack_from(data, o))
+            for key, (o, layout) in self._records.items()
+        ]

@@ -1,0 +1,255 @@
+"""
+Exponential histograms in a multi-process group: members of different scales and
+windows merged as the data model says, exact through a member killed, on both paths.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import clean_env, get_when_served, stop_process
+from prom_proto import PROTOBUF_ACCEPT, read_families
+from ron_metrics.multiprocess.exponential_record import HEADER, combine, dense_buckets
+from ron_metrics.testing import reserved_port
+
+FORKING = textwrap.dedent(
+    """
+    import os, random, sys, time
+    import ron_metrics
+    from opentelemetry import metrics
+    port, directory, fast = sys.argv[1], sys.argv[2], sys.argv[3] == "fast"
+    runtime = ron_metrics.start(ron_metrics.load_config(env={}, service={"name": "f"},
+        exporter={"prometheus": {"bind": f"127.0.0.1:{port}"}},
+        multiprocess={"dir": directory}, sdk={"fast_path": fast},
+        cardinality={"instruments": {"lat": {"aggregation": "exponential",
+                                             "max_size": 20}}}))
+    latency = metrics.get_meter("app").create_histogram("lat")
+
+    def values(seed):
+        generator = random.Random(seed)
+        # Zeros, and values over two decades (the parent: a fine scale) or twelve
+        # (the children: windows move, scales coarsen).
+        wide = 6 if seed else 1
+        return [0.0 if generator.random() < 0.1 else
+                10 ** generator.uniform(-wide, wide) for _ in range(300)]
+
+    for value in values(0):
+        latency.record(value)
+    children = []
+    for n in range(1, 4):
+        pid = os.fork()
+        if pid == 0:
+            for value in values(n):
+                latency.record(value)
+            os.write(1, f"child {os.getpid()}\\n".encode())  # one write: one line
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def _values(seed: int) -> list[float]:
+    generator = random.Random(seed)  # noqa: S311 - test data, not secrets
+    wide = 6 if seed else 1
+    return [
+        0.0 if generator.random() < 0.1 else 10 ** generator.uniform(-wide, wide)
+        for _ in range(300)
+    ]
+
+
+def _expanded(spans: Any, deltas: Any) -> dict[int, int]:
+    buckets: dict[int, int] = {}
+    index = count = position = 0
+    for span in spans:
+        index += span.offset
+        for _ in range(span.length):
+            count += deltas[position]
+            if count:
+                buckets[index] = count
+            index += 1
+            position += 1
+    return buckets
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("path", ["fast", "sdk"])
+def test_a_group_merges_exponential_histograms_exactly(
+    tmp_path: Path, path: str
+) -> None:
+    """Four processes (one killed) record over twelve decades with max_size 20: the
+    served native histogram holds every value in its bucket, the count, zero count
+    and sum of all four."""
+    port = reserved_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", FORKING, str(port), str(tmp_path / "group"), path],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    children: list[int] = []
+    try:
+        assert process.stdout is not None
+        ready = False
+        for line in process.stdout:
+            if line.startswith("child"):
+                children.append(int(line.split()[1]))
+            ready |= line.strip() == "ready"
+            if ready and len(children) == 3:
+                break
+        os.kill(children[0], signal.SIGKILL)  # its counts stay in the group's totals
+        body = get_when_served(f"http://127.0.0.1:{port}/metrics")
+        scraped = httpx.get(
+            f"http://127.0.0.1:{port}/metrics",
+            headers={"Accept": PROTOBUF_ACCEPT},
+            timeout=30,
+        ).content
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        stop_process(process)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert body.status_code == 200
+    (family,) = [f for f in read_families(scraped) if f.name == "lat"]
+    (metric,) = family.metric
+    native = metric.histogram
+    recorded = [value for seed in range(4) for value in _values(seed)]
+    assert native.sample_count == len(recorded)
+    assert native.zero_count == sum(1 for value in recorded if value == 0)
+    assert native.sample_sum == pytest.approx(math.fsum(recorded), rel=1e-12)
+    expected: dict[int, int] = {}
+    for value in recorded:
+        if value:
+            k = math.ceil(math.log2(value) * 2**native.schema)
+            expected[k] = expected.get(k, 0) + 1
+    assert _expanded(native.positive_span, native.positive_delta) == expected
+    assert len(expected) <= 20  # the merge kept max_size
+
+
+def _record(scale: int, start: int, buckets: dict[int, float]) -> list[float]:
+    max_size = 8
+    values = [float(sum(buckets.values())), 1.0, 1.0, 1.0, 0.0, float(scale)]
+    values += [float(start)] + [0.0] * max_size
+    for index, count in buckets.items():
+        values[HEADER + index - start] = count
+    return values
+
+
+def test_merging_members_of_different_scales_downscales_to_the_coarsest() -> None:
+    """Scale 3 and scale 1 merge at scale 1 (indexes >> 2), then coarsen to fit."""
+    fine = _record(3, 0, {0: 1.0, 5: 2.0, 7: 1.0})  # >> 2: 0, 1, 1
+    coarse = _record(1, 0, {1: 1.0, 4: 3.0})
+    merged = combine(fine, coarse, 8)
+    assert dense_buckets(merged) == (1, 0, [1, 4, 0, 0, 3])
+    assert merged[0] == 8.0
+    # Either order: the merge is symmetric.
+    assert dense_buckets(combine(coarse, fine, 8)) == dense_buckets(merged)
+    wide = _record(1, 0, {0: 1.0})
+    far = _record(1, 0, {7: 1.0})
+    far[HEADER + 7] = 0.0
+    far[6] = 20.0  # window start 20: bucket 27
+    far[HEADER + 7] = 1.0
+    scale, offset, counts = dense_buckets(combine(wide, far, 8))
+    # 0 .. 27 spans 28 buckets: two scales coarser (0 .. 6) fits 8.
+    assert (scale, offset, counts) == (-1, 0, [1, 0, 0, 0, 0, 0, 1])
+
+
+def _key(max_size: int = 8) -> str:
+    from ron_metrics.multiprocess.store import series_key
+
+    return series_key(
+        scope=("app", ""),
+        name="lat",
+        kind="exponential",
+        unit="",
+        description="",
+        bounds=[max_size, 20],
+        attributes={},
+    )
+
+
+def test_the_guard_admits_only_what_an_honest_writer_holds() -> None:
+    """Count = zero + buckets, finite and not negative, whole scale and window in
+    range, the count never below the file's last: else the last admitted stands."""
+    from ron_metrics.multiprocess.guard import ValueGuard, check_key
+
+    guard = ValueGuard()
+    honest = tuple(_record(3, 0, {0: 1.0, 5: 2.0}))
+    assert guard.admit([(_key(), honest)]) == [(_key(), honest)]
+    forged = []
+    for at, value in ((0, 99.0), (5, 0.5), (5, 21.0), (6, math.nan), (HEADER, -1.0)):
+        bad = list(honest)
+        bad[at] = value
+        forged.append(tuple(bad))
+    fewer = tuple(_record(3, 0, {0: 1.0}))
+    for bad_values in [*forged, fewer]:
+        assert guard.admit([(_key(), bad_values)]) == [(_key(), honest)]
+    assert guard.refused == len(forged) + 1
+    with pytest.raises(ValueError, match="holds"):
+        check_key(_key(max_size=9), honest)
+
+
+def test_exited_members_fold_into_the_archive_with_the_same_histogram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Members of different scales exit and are compacted into archive.db: the
+    group's histogram is the one it showed before, and later members add to it."""
+    from opentelemetry.sdk.resources import Resource
+
+    from ron_metrics.multiprocess import group as group_module
+    from ron_metrics.multiprocess.exponential_record import ExponentialWriter
+    from ron_metrics.multiprocess.group import Group
+    from ron_metrics.multiprocess.store import MemberStore
+
+    def histogram(group: Group) -> tuple[int, float, int, list[int]]:
+        data = group.collect(Resource({}))
+        for scope in data.resource_metrics[0].scope_metrics:
+            for found in scope.metrics:
+                if found.name == "lat":
+                    point: Any = found.data.data_points[0]
+                    return (
+                        point.count,
+                        point.sum,
+                        point.scale,
+                        point.positive.bucket_counts,
+                    )
+        raise AssertionError("no lat")
+
+    def exited_member(pid: int, values: list[float]) -> None:
+        store = MemberStore(str(directory / f"member-{pid}-1.db"))
+        writer = ExponentialWriter(store, _key(), 8, 20)
+        for value in values:
+            writer.observe(value)
+        store.close()
+
+    monkeypatch.setattr(group_module, "COMPACT_AFTER", 3)
+    directory = tmp_path / "group"
+    group = Group(str(directory), gauge_policy="last")
+    group.join()
+    exited_member(10, [1.0, 1.1, 1.2])  # a fine scale
+    exited_member(11, [1e-3, 1.0, 1e3])  # a coarse one
+    before = histogram(group)
+    for pid in range(12, 16):
+        exited_member(pid, [])  # enough exited members to compact
+    after = histogram(group)
+    assert after == before
+    assert len(list(directory.glob("member-*.db"))) == 1  # only ourselves
+    exited_member(20, [1e3])
+    count, total, _scale, buckets = histogram(group)
+    assert (count, sum(buckets)) == (7, 7)
+    assert total == pytest.approx(sum([1.0, 1.1, 1.2, 1e-3, 1.0, 1e3, 1e3]))
+    group.leave()
