@@ -44,12 +44,22 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "views": ("views.py", ("tests/test_views.py",)),
     "health": ("health.py", ("tests/test_health.py",)),
     "fast-stream": ("fast/stream.py", ("tests/test_fast_path.py",)),
-    "group-merge": ("multiprocess/merge.py", ("tests/test_multiprocess.py",)),
+    "group-merge": (
+        "multiprocess/merge.py",
+        ("tests/test_multiprocess.py", "tests/test_exponential_group.py"),
+    ),
     "files": ("_files.py", ("tests/test_files.py",)),
-    "group-guard": ("multiprocess/guard.py", ("tests/test_multiprocess.py",)),
+    "group-guard": (
+        "multiprocess/guard.py",
+        ("tests/test_multiprocess.py", "tests/test_exponential_group.py"),
+    ),
     "group-store": (
         "multiprocess/store.py",
-        ("tests/test_multiprocess.py", "tests/test_group_fuzz.py"),
+        (
+            "tests/test_multiprocess.py",
+            "tests/test_group_fuzz.py",
+            "tests/test_exponential_group.py",
+        ),
     ),
     "config-parsing": (
         "config/parsing.py",

@@ -1035,3 +1035,85 @@ class TestParsingShapes:
     def test_an_unknown_key_without_a_close_match_gets_no_guess(self) -> None:
         problems = self._problems(service={"name": "s", "zzzzzz": 1})
         assert problems["service.zzzzzz"].startswith("unknown key (valid: ")
+
+
+class TestHistogramAggregation:
+    """``aggregation``, ``max_size`` and ``max_scale``: per rule and as the default."""
+
+    def _problems(self, **cardinality: object) -> dict[str, str]:
+        with pytest.raises(ConfigError) as caught:
+            load_config(env={}, service={"name": "s"}, cardinality=cardinality)
+        return {problem.key: problem.message for problem in caught.value.problems}
+
+    def test_a_rule_of_only_aggregation_keys_is_a_rule(self) -> None:
+        config = load_config(
+            env={},
+            service={"name": "s"},
+            cardinality={
+                "instruments": {
+                    "a": {"aggregation": "exponential"},
+                    "b": {"aggregation": "exponential", "max_scale": -4},
+                    "c": {"aggregation": "exponential", "max_size": 2},
+                }
+            },
+        )
+        rules = {rule.pattern: rule for rule in config.cardinality.instruments}
+        assert rules["a"].aggregation == "exponential"
+        assert rules["b"].max_scale == -4
+        assert rules["c"].max_size == 2
+        assert config.cardinality.histogram_aggregation == "explicit"
+        assert config.cardinality.histogram_max_size == 160
+        assert config.cardinality.histogram_max_scale == 20
+
+    @pytest.mark.parametrize("key", ["aggregation", "max_size", "max_scale"])
+    def test_drop_takes_no_aggregation_key(self, key: str) -> None:
+        value = "exponential" if key == "aggregation" else 4
+        problems = self._problems(instruments={"x": {"drop": True, key: value}})
+        assert problems == {
+            'cardinality.instruments."x"': "'drop = true' cannot be combined with other keys"
+        }
+
+    @pytest.mark.parametrize("key", ["max_size", "max_scale"])
+    def test_size_and_scale_need_an_exponential_histogram(self, key: str) -> None:
+        problems = self._problems(instruments={"x": {key: 4}})
+        assert problems == {
+            f'cardinality.instruments."x".{key}': "applies to exponential histograms"
+            " only; set aggregation = 'exponential' too"
+        }
+        problems = self._problems(
+            instruments={"x": {"aggregation": "explicit", key: 4}},
+            histogram_aggregation="exponential",
+        )
+        assert list(problems) == [f'cardinality.instruments."x".{key}']
+
+    def test_buckets_need_an_explicit_histogram(self) -> None:
+        problems = self._problems(
+            instruments={"x": {"buckets": [1]}}, histogram_aggregation="exponential"
+        )
+        assert list(problems) == ['cardinality.instruments."x".buckets']
+        assert (
+            "aggregation = 'explicit'"
+            in problems['cardinality.instruments."x".buckets']
+        )
+        config = load_config(
+            env={},
+            service={"name": "s"},
+            cardinality={
+                "histogram_aggregation": "exponential",
+                "instruments": {
+                    "x": {"aggregation": "explicit", "buckets": [1]},
+                    "y": {"max_size": 8},
+                },
+            },
+        )
+        assert len(config.cardinality.instruments) == 2
+
+    def test_the_otel_variable_sets_the_default(self) -> None:
+        name = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
+        for raw, expected in (
+            ("base2_exponential_bucket_histogram", "exponential"),
+            (" BASE2_Exponential_Bucket_Histogram ", "exponential"),
+            ("explicit_bucket_histogram", "explicit"),
+        ):
+            config = load_config(env={name: raw, "OTEL_SERVICE_NAME": "s"})
+            assert config.cardinality.histogram_aggregation == expected

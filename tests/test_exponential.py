@@ -7,8 +7,12 @@ and the native-histogram mapping.
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
+import subprocess
 import sys
+import textwrap
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -21,13 +25,19 @@ from opentelemetry.sdk.metrics import ExemplarReservoir
 from opentelemetry.sdk.metrics.export import ExponentialHistogram, MetricsData
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import StartFn, prometheus_config
+from conftest import (
+    StartFn,
+    clean_env,
+    get_when_served,
+    prometheus_config,
+    stop_process,
+)
 from prom_proto import PROTOBUF_ACCEPT, read_families
 from ron_metrics import ConfigError, load_config
 from ron_metrics.exporters.prometheus.native import ZERO_THRESHOLD, to_native
 from ron_metrics.exporters.prometheus.render import Format, negotiate_format
 from ron_metrics.runtime import Runtime
-from ron_metrics.testing import config_for_tests
+from ron_metrics.testing import config_for_tests, reserved_port
 from test_fast_path import collected, exponential_shape, runtime
 from test_promtool import promtool_check
 
@@ -582,3 +592,106 @@ def test_exponential_state_is_the_sdk_aggregation_on_seeded_runs() -> None:
 def _dense_side(dense: tuple[int, list[int]]) -> tuple[int, tuple[int, ...]] | None:
     offset, counts = dense
     return (offset, tuple(counts)) if counts else None
+
+
+GROUP_FORKING = textwrap.dedent(
+    """
+    import os, random, sys, time
+    import ron_metrics
+    from opentelemetry import metrics
+    port, directory, fast = sys.argv[1], sys.argv[2], sys.argv[3] == "fast"
+    runtime = ron_metrics.start(ron_metrics.load_config(env={}, service={"name": "f"},
+        exporter={"prometheus": {"bind": f"127.0.0.1:{port}"}},
+        multiprocess={"dir": directory}, sdk={"fast_path": fast},
+        cardinality={"instruments": {"lat": {"aggregation": "exponential",
+                                             "max_size": 20}}}))
+    latency = metrics.get_meter("app").create_histogram("lat")
+
+    def values(seed):
+        generator = random.Random(seed)
+        # Zeros, and values over two decades (the parent: a fine scale) or twelve
+        # (the children: windows move, scales coarsen).
+        wide = 6 if seed else 1
+        return [0.0 if generator.random() < 0.1 else
+                10 ** generator.uniform(-wide, wide) for _ in range(300)]
+
+    for value in values(0):
+        latency.record(value)
+    children = []
+    for n in range(1, 4):
+        pid = os.fork()
+        if pid == 0:
+            for value in values(n):
+                latency.record(value)
+            os.write(1, f"child {os.getpid()}\\n".encode())  # one write: one line
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def _group_values(seed: int) -> list[float]:
+    generator = random.Random(seed)  # noqa: S311 - test data, not secrets
+    wide = 6 if seed else 1
+    return [
+        0.0 if generator.random() < 0.1 else 10 ** generator.uniform(-wide, wide)
+        for _ in range(300)
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("path", ["fast", "sdk"])
+def test_a_group_merges_exponential_histograms_exactly(
+    tmp_path: Path, path: str
+) -> None:
+    """Four processes (one killed) record over twelve decades with max_size 20: the
+    served native histogram holds every value in its bucket, the count, zero count
+    and sum of all four."""
+    port = reserved_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", GROUP_FORKING, str(port), str(tmp_path / "group"), path],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    children: list[int] = []
+    try:
+        assert process.stdout is not None
+        ready = False
+        for line in process.stdout:
+            if line.startswith("child"):
+                children.append(int(line.split()[1]))
+            ready |= line.strip() == "ready"
+            if ready and len(children) == 3:
+                break
+        os.kill(children[0], signal.SIGKILL)  # its counts stay in the group's totals
+        body = get_when_served(f"http://127.0.0.1:{port}/metrics")
+        scraped = httpx.get(
+            f"http://127.0.0.1:{port}/metrics",
+            headers={"Accept": PROTOBUF_ACCEPT},
+            timeout=30,
+        ).content
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        stop_process(process)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert body.status_code == 200
+    (family,) = [f for f in read_families(scraped) if f.name == "lat"]
+    (metric,) = family.metric
+    native = metric.histogram
+    recorded = [value for seed in range(4) for value in _group_values(seed)]
+    assert native.sample_count == len(recorded)
+    assert native.zero_count == sum(1 for value in recorded if value == 0)
+    assert native.sample_sum == pytest.approx(math.fsum(recorded), rel=1e-12)
+    expected: dict[int, int] = {}
+    for value in recorded:
+        if value:
+            k = math.ceil(math.log2(value) * 2**native.schema)
+            expected[k] = expected.get(k, 0) + 1
+    assert _expanded(native.positive_span, native.positive_delta) == expected
+    assert len(expected) <= 20  # the merge kept max_size

@@ -21,6 +21,12 @@ PROMETHEUS_242 = (
 )
 
 
+PROTOBUF = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+    "encoding=delimited"
+)
+
+
 class TestNegotiation:
     @pytest.mark.parametrize(
         ("accept", "expected"),
@@ -61,6 +67,59 @@ class TestNegotiation:
     ) -> None:
         """The Accept header picks OpenMetrics only when it ranks above text."""
         assert negotiate_format(accept) is expected
+
+    @pytest.mark.parametrize(
+        ("accept", "expected"),
+        [
+            (PROTOBUF, Format.PROTOBUF),
+            (PROTOBUF + ";q=0.8," + PROMETHEUS_242, Format.OPENMETRICS),
+            (
+                PROTOBUF + ",application/openmetrics-text;version=1.0.0;q=0.8",
+                Format.PROTOBUF,
+            ),
+            # Ties go to the text formats.
+            (
+                PROTOBUF + ";q=0.5,application/openmetrics-text;q=0.5",
+                Format.OPENMETRICS,
+            ),
+            (PROTOBUF + ";q=0.5,text/plain;q=0.5", Format.TEXT),
+            # Parameters in any order and case, quoted or not.
+            (
+                "application/vnd.google.protobuf; encoding=delimited;"
+                ' PROTO="io.prometheus.client.MetricFamily"',
+                Format.PROTOBUF,
+            ),
+            # Not the delimited MetricFamily stream: not ours to send.
+            (
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily",
+                Format.TEXT,
+            ),
+            (
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+                "encoding=text",
+                Format.TEXT,
+            ),
+            (
+                "application/vnd.google.protobuf;proto=other.Family;encoding=delimited",
+                Format.TEXT,
+            ),
+            (PROTOBUF + ";q=0", Format.TEXT),
+            ("application/x-protobuf;" + PROTOBUF.split(";", 1)[1], Format.TEXT),
+        ],
+    )
+    def test_protobuf_when_offered_and_preferred(
+        self, accept: str, expected: Format
+    ) -> None:
+        """The protobuf exposition only when the caller can write it and the header
+        ranks the delimited MetricFamily stream above the text formats."""
+        assert negotiate_format(accept, protobuf=True) is expected
+        assert negotiate_format(accept) is not Format.PROTOBUF
+
+    def test_protobuf_content_type(self) -> None:
+        assert Format.PROTOBUF.content_type == (
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;"
+            " encoding=delimited"
+        )
 
     def test_only_a_bounded_number_of_ranges_is_read(self) -> None:
         """Media ranges past the bound are ignored (bounded parsing of hostile headers)."""

@@ -189,3 +189,27 @@ def test_choice_list_parser(raw: object, outcome: object) -> None:
     with pytest.raises(InvalidValueError) as caught:
         parse(raw)
     assert str(outcome) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "outcome"),
+    [
+        (2, 2),
+        (5, 5),
+        (-4, "must be from 2 to 5, got -4"),
+        (1, "must be from 2 to 5, got 1"),
+        (6, "must be from 2 to 5, got 6"),
+        (True, "expected an integer from 2 to 5, got"),
+        (2.0, "expected an integer from 2 to 5, got"),
+        ("3", "expected an integer from 2 to 5, got"),
+    ],
+)
+def test_int_between_parser(raw: object, outcome: object) -> None:
+    """parse_int_between takes whole numbers in its closed range, never a bool or text."""
+    parse = v.parse_int_between(2, 5)
+    if isinstance(outcome, int):
+        assert parse(raw) == outcome
+    else:
+        with pytest.raises(InvalidValueError) as caught:
+            parse(raw)
+        assert str(caught.value).startswith(str(outcome))

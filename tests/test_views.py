@@ -13,6 +13,15 @@ from ron_metrics.testing import (
 )
 from ron_metrics.views import build_views
 
+_SCOPE = __import__(
+    "opentelemetry.sdk.util.instrumentation", fromlist=["InstrumentationScope"]
+).InstrumentationScope("app")
+
+
+def _no_reservoir(_aggregation_type: Any) -> Any:
+    # The SDK's reservoir factory: a builder per aggregation type.
+    return lambda **_kwargs: None
+
 
 def series(runtime: Any, name: str) -> list[frozenset[tuple[str, str]]]:
     return [
@@ -335,3 +344,51 @@ class TestHistogramBuckets:
             config_for_tests(cardinality={"instruments": {"x": {"buckets": buckets}}})
         assert caught.value.keys == ('cardinality.instruments."x".buckets',)
         assert fragment in str(caught.value)
+
+
+class TestExponentialViews:
+    def _aggregation(self, cardinality: dict[str, Any], name: str) -> Any:
+        from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+        from opentelemetry.sdk.metrics._internal.instrument import _Histogram
+
+        views = build_views(config_for_tests(cardinality=cardinality).cardinality)
+        instrument = _Histogram(
+            name,
+            instrumentation_scope=_SCOPE,
+            measurement_consumer=None,  # type: ignore[arg-type]  # never measured
+            unit="s",
+        )
+        assert isinstance(instrument, SdkHistogram)
+        (view,) = [view for view in views if view._match(instrument)]
+        return view._aggregation._create_aggregation(instrument, {}, _no_reservoir, 0)
+
+    def test_a_rule_or_the_default_picks_exponential_with_its_shape(self) -> None:
+        from opentelemetry.sdk.metrics._internal.aggregation import (
+            _ExplicitBucketHistogramAggregation,
+            _ExponentialBucketHistogramAggregation,
+        )
+
+        rules = {
+            "fine": {"aggregation": "exponential", "max_size": 40, "max_scale": 5},
+            "plain": {"aggregation": "explicit", "buckets": [1.0]},
+            "sized": {"max_size": 12},
+        }
+        default = {
+            "histogram_aggregation": "exponential",
+            "histogram_max_size": 64,
+            "histogram_max_scale": 3,
+            "instruments": rules,
+        }
+        fine = self._aggregation(default, "fine")
+        assert isinstance(fine, _ExponentialBucketHistogramAggregation)
+        assert (fine._max_size, fine._max_scale) == (40, 5)
+        other = self._aggregation(default, "other")
+        assert (other._max_size, other._max_scale) == (64, 3)
+        sized = self._aggregation(default, "sized")
+        assert (sized._max_size, sized._max_scale) == (12, 3)
+        plain = self._aggregation(default, "plain")
+        assert isinstance(plain, _ExplicitBucketHistogramAggregation)
+        assert tuple(plain._boundaries) == (1.0,)
+        explicit = self._aggregation({"instruments": {"x": {"max_series": 3}}}, "x")
+        assert isinstance(explicit, _ExplicitBucketHistogramAggregation)
+        assert tuple(explicit._boundaries)[:2] == (0.005, 0.01)  # seconds buckets
