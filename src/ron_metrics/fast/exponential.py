@@ -5,15 +5,16 @@ The SDK's aggregation (``_ExponentialBucketHistogramAggregation``) costs several
 microseconds a recording on its own path; this is the same algorithm on plain
 ints, dicts and one cached scale factor, so a fast-path recording costs little more
 than an explicit-bucket one. "The same" is meant exactly — the test suite compares
-scale, offsets, counts, sum, min and max with the SDK's on random values:
+scale, offsets, bucket and zero counts with the SDK's aggregation on thousands of
+random runs, and whole points (count, sum, min, max too) through both paths:
 
 - within a collection interval values are mapped at the current scale (the SDK's
   logarithm mapping above scale 0, its exponent mapping at 0 and below, with its
   subnormal and overflow clamps); a value outside ``max_size`` buckets coarsens the
   scale first, and the scale never comes back up;
 - an interval holding only zeros has scale 0;
-- the sum is a running sum (the SDK adds interval sums: the last digit can differ
-  after several collections), count, min and max are the SDK's;
+- count, sum, min and max are kept by the cell (a running sum: the SDK adds
+  interval sums, so the last digit can differ after several collections);
 - at collection the interval is merged into the cumulative state at the coarser of
   the two scales, coarsened further until both fit in ``max_size`` buckets.
 
