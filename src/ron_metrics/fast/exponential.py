@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from math import floor, frexp, ldexp, log
 
 __all__ = [
-    "LARGE",
     "MIN_NORMAL",
     "Cumulative",
     "Exponential",
@@ -41,8 +40,6 @@ _MIN_NORMAL_EXPONENT = -1022
 _MAX_NORMAL_EXPONENT = 1023
 MIN_NORMAL = 2.2250738585072014e-308
 _INVERSE_LN2 = 1 / log(2)
-# Below this, the logarithm mapping needs no clamp at the largest float.
-LARGE = 2.0**1023
 
 
 def index_of(value: float, scale: int) -> int:
@@ -149,8 +146,16 @@ class Exponential:
         "negative",
         "positive",
         "scale",
+        "window",
         "zero_count",
     )
+
+    #: ``(factor, mask, low, high, counts)``: a positive value whose index
+    #: ``floor(log(value) * factor)`` has a bit under ``mask`` set (not on a
+    #: power-of-two boundary) and lies in ``low..high`` is counted by
+    #: ``counts[index] += 1`` and nothing else; every other value goes through
+    #: :meth:`observe`.
+    window: tuple[float, int, int, int, dict[int, int]]
 
     def __init__(self, max_size: int, max_scale: int) -> None:
         self.max_size = max_size
@@ -165,6 +170,15 @@ class Exponential:
         self.negative = Side()
         self.interval_scale: int | None = None  # None: no value yet this interval
         self.zero_count = 0
+        self._refresh()
+
+    def _refresh(self) -> None:
+        # What a caller needs to count the usual value itself (see ``window``).
+        side = self.positive
+        if side.counts:
+            self.window = (self.factor, self.mask, side.start, side.end, side.counts)
+        else:
+            self.window = (self.factor, self.mask, 1, 0, side.counts)  # no range
 
     def observe(self, value: float) -> None:
         """Count ``value`` (finite) in this interval."""
@@ -179,15 +193,7 @@ class Exponential:
             value = -value
             side = self.negative
         scale = self.scale
-        if scale > 0 and MIN_NORMAL < value < LARGE:
-            # The SDK's logarithm mapping without its exact-power test for most
-            # values: only an index on a power-of-two boundary can belong to an
-            # exact power of two (which goes to the bucket below).
-            index = floor(log(value) * self.factor)
-            if not index & self.mask and frexp(value)[0] == 0.5:
-                index -= 1
-        else:
-            index = index_of(value, scale)
+        index = index_of(value, scale)
         counts = side.counts
         if not counts:  # the interval's first value of this sign starts its range
             side.start = side.end = index
@@ -203,6 +209,8 @@ class Exponential:
             side.end = index
         self.interval_scale = scale
         counts[index] = counts.get(index, 0) + 1
+        if side is self.positive:
+            self._refresh()
 
     def _coarsen_and_count(self, value: float, side: Side, low: int, high: int) -> None:
         # The range would exceed max_size: coarsen both signs, map again, count.
@@ -214,6 +222,7 @@ class Exponential:
         self.mask = (1 << self.scale) - 1 if self.scale > 0 else 0
         self.interval_scale = self.scale
         side.add(index_of(value, self.scale), 1)
+        self._refresh()
 
     def collect(self) -> Cumulative:
         """Merge this interval into the cumulative buckets and return those."""

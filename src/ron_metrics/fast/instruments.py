@@ -25,8 +25,6 @@ from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.metrics import _Gauge as Gauge
 
 from ron_metrics.fast.cells import Cell, HistogramCell, OneTyped, Typed
-from ron_metrics.fast.exponential import LARGE as _LARGE
-from ron_metrics.fast.exponential import MIN_NORMAL as _MIN_NORMAL
 from ron_metrics.fast.stream import Stream
 
 __all__ = [
@@ -218,12 +216,11 @@ def observe(cell: Any, amount: float) -> None:
                 cell.high = amount
             # The usual value inlined (positive, at a positive scale, inside the
             # range): the rest goes the long way, same result.
-            side = exponential.positive
-            counts = side.counts
-            index = 0  # on a power-of-two boundary: not taken inline
-            if exponential.scale > 0 and _MIN_NORMAL < amount < _LARGE and counts:
-                index = floor(log(amount) * exponential.factor)
-            if index & exponential.mask and side.start <= index <= side.end:
+            factor, mask, low, high, counts = exponential.window
+            index = floor(log(amount) * factor) if amount > 0 else 0
+            # Off a power-of-two boundary (where the SDK's exact-power rule may
+            # apply) and inside this interval's range: just count it.
+            if index & mask and low <= index <= high:
                 counts[index] = counts.get(index, 0) + 1
             else:
                 exponential.observe(amount)
