@@ -127,3 +127,92 @@ def test_exited_members_fold_into_the_archive_with_the_same_histogram(
     assert (count, sum(buckets)) == (7, 7)
     assert total == pytest.approx(sum([1.0, 1.1, 1.2, 1e-3, 1.0, 1e3, 1e3]))
     group.leave()
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [None, [8], [8, 20, 1], [8.0, 20], [True, 20], [8, "20"], [1, 20], [16385, 20]],
+)
+def test_an_exponential_key_must_carry_its_shape(bounds: object) -> None:
+    """[max_size, max_scale] where explicit histograms keep their bounds: two
+    whole numbers (not booleans), the size from 2 to 16,384."""
+    import json
+
+    from ron_metrics.multiprocess.guard import check_key
+
+    fields = json.loads(_key())
+    fields[6] = bounds
+    key = json.dumps(fields, separators=(",", ":"))
+    with pytest.raises(ValueError, match=r"unknown kind|not a series key"):
+        check_key(key, tuple(_record(3, 0, {0: 1.0})))
+
+
+@pytest.mark.parametrize("max_size", [2, 16384])
+def test_the_size_bounds_are_inclusive(max_size: int) -> None:
+    from ron_metrics.multiprocess.guard import check_key
+
+    values = (0.0, 0.0, math.inf, -math.inf, 0.0, 20.0, 0.0) + (0.0,) * max_size
+    assert check_key(_key(max_size), values) == "exponential"
+    fields = _key(max_size).replace('"exponential"', "5")
+    with pytest.raises(ValueError, match="not a series key"):
+        check_key(fields, values)
+
+
+@pytest.mark.parametrize(
+    ("at", "value", "admitted"),
+    [
+        (5, -10.0, True),
+        (5, -11.0, False),
+        (5, 20.0, True),
+        (5, 2.5, False),
+        (6, float(2**31 - 1), True),
+        (6, float(-(2**31) + 1), True),
+        (6, float(2**31), False),
+        (6, 1.5, False),
+        (6, math.inf, False),
+        (1, -0.5, False),
+        (1, math.nan, False),
+        (4, math.inf, False),
+    ],
+)
+def test_the_guard_bounds(at: int, value: float, admitted: bool) -> None:
+    """Scale -10 … 20 and a window start below 2**31 in size, whole; a finite,
+    non-negative sum and zero count. A fresh record (min +inf, max -inf) is fine."""
+    from ron_metrics.multiprocess.guard import ValueGuard
+
+    values = [0.0, 0.0, math.inf, -math.inf, 0.0, 20.0, 0.0] + [0.0] * 8
+    values[at] = value
+    guard = ValueGuard()
+    assert bool(guard.admit([(_key(), tuple(values))])) is admitted
+
+
+def test_an_unchanged_count_is_admitted_again() -> None:
+    from ron_metrics.multiprocess.guard import ValueGuard
+
+    guard = ValueGuard()
+    same = tuple(_record(3, 0, {0: 1.0}))
+    assert guard.admit([(_key(), same)]) == [(_key(), same)]
+    assert guard.admit([(_key(), same)]) == [(_key(), same)]
+    assert guard.refused == 0
+
+
+def test_the_group_floor_holds_an_exponential_total_that_fell() -> None:
+    """A merged count or sum below the last reported one is held; equal is not."""
+    from ron_metrics.multiprocess.guard import TotalsFloor
+    from ron_metrics.multiprocess.merge import Merged
+
+    floor = TotalsFloor()
+    first = _record(3, 0, {0: 2.0})
+    first[1] = 5.0
+    assert floor.hold({_key(): Merged("exponential", list(first))}) == 0
+    assert floor.hold({_key(): Merged("exponential", list(first))}) == 0
+    fewer = _record(3, 0, {0: 1.0})
+    fewer[1] = 5.0
+    merged = {_key(): Merged("exponential", fewer)}
+    assert floor.hold(merged) == 1
+    assert merged[_key()].values == first
+    smaller = list(first)
+    smaller[1] = 4.0
+    merged = {_key(): Merged("exponential", smaller)}
+    assert floor.hold(merged) == 0  # still held since the last collection
+    assert merged[_key()].values == first
