@@ -147,13 +147,16 @@ def test_prometheus_ingests_native_histograms(
     meter = runtime.get_meter("app")
     latency = meter.create_histogram("lat", unit="s", description="Latency.")
     orders = meter.create_counter("orders")
+    batch = _batch()
+    # The series exists before the batches (with one value inside their range,
+    # so the scale is theirs): the rate over a window from that first sample is
+    # exactly the batches, k copies of one, whatever the scrapes cut in between.
+    latency.record(min(batch), {"route": "/a"})
+    recorded: list[float] = [min(batch)]
     target = str(runtime.address).removeprefix("http://")
     base = prometheus_for(target, features=("native-histograms",))  # type: ignore[operator]  # fixture factory
     assert wait_for_value(base, 'up{job="ron"}', 1.0) == 1.0
-    batch = _batch()
-    recorded: list[float] = []
-    # Whole batches between scrapes: the rate over any window is k copies of
-    # the batch, so its quantiles are the batch's.
+    assert wait_for_value(base, "histogram_count(lat_seconds)", 1.0) == 1.0
     for _ in range(8):
         for value in batch:
             latency.record(value, {"route": "/a"})
