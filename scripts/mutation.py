@@ -81,6 +81,15 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         "exporters/prometheus/_verdicts.py",
         ("tests/test_verdicts.py", "tests/test_guards.py", "tests/test_one_parser.py"),
     ),
+    "native": ("exporters/prometheus/native.py", ("tests/test_native.py",)),
+    "fast-exponential": (
+        "fast/exponential.py",
+        ("tests/test_exponential_state.py", "tests/test_fast_path.py"),
+    ),
+    "exponential-record": (
+        "multiprocess/exponential_record.py",
+        ("tests/test_exponential_group.py",),
+    ),
     # In-process tests: the middleware's server tests start example apps in
     # subprocesses, which do not run under mutmut's trampolined package.
     "http-metrics": ("_http_metrics.py", ("tests/test_http_metrics.py",)),

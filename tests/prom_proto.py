@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-__all__ = ["PROTOBUF_ACCEPT", "read_families"]
+__all__ = ["PROTOBUF_ACCEPT", "expand_spans", "read_families"]
 
 PROTOBUF_ACCEPT = (
     "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
@@ -136,3 +136,19 @@ def read_families(body: bytes) -> list[Any]:
         families.append(family)
         position = end
     return families
+
+
+def expand_spans(spans: Any, deltas: Any) -> dict[int, int]:
+    """A native histogram's spans and deltas as {bucket index: count} (no zeros)."""
+    buckets: dict[int, int] = {}
+    index = count = position = 0
+    for span in spans:
+        index += span.offset  # the first absolute, each later one a gap
+        for _ in range(span.length):
+            count += deltas[position]
+            if count:
+                buckets[index] = count
+            index += 1
+            position += 1
+    assert position == len(deltas)
+    return buckets

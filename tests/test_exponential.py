@@ -13,15 +13,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from opentelemetry.sdk.metrics import ExemplarReservoir
 from opentelemetry.sdk.metrics.export import ExponentialHistogram, MetricsData
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,13 +28,12 @@ from conftest import (
     prometheus_config,
     stop_process,
 )
-from prom_proto import PROTOBUF_ACCEPT, read_families
+from prom_proto import PROTOBUF_ACCEPT, expand_spans, read_families
 from ron_metrics import ConfigError, load_config
-from ron_metrics.exporters.prometheus.native import ZERO_THRESHOLD, to_native
-from ron_metrics.exporters.prometheus.render import Format, negotiate_format
+from ron_metrics.exporters.prometheus.native import ZERO_THRESHOLD
+from ron_metrics.exporters.prometheus.render import Format
 from ron_metrics.runtime import Runtime
 from ron_metrics.testing import config_for_tests, reserved_port
-from test_fast_path import collected, exponential_shape, runtime
 from test_promtool import promtool_check
 
 EXPONENTIAL = {"histogram_aggregation": "exponential"}
@@ -175,84 +170,6 @@ def test_the_sdk_aggregation_honours_size_and_scale(start_runtime: StartFn) -> N
     assert narrow.scale == -2
 
 
-def _expanded(spans: Any, deltas: Any) -> dict[int, int]:
-    # Prometheus' sparse layout back to {index: count}.
-    buckets: dict[int, int] = {}
-    index, count, position = 0, 0, 0
-    for span in spans:
-        index += span.offset  # the first absolute, each later one a gap
-        for _ in range(span.length):
-            count += deltas[position]
-            if count:
-                buckets[index] = count
-            index += 1
-            position += 1
-    assert position == len(deltas)
-    return buckets
-
-
-def _expected_native(
-    scale: int, offset: int, counts: list[int]
-) -> tuple[int, dict[int, int]]:
-    # Independent of the encoder: each OpenTelemetry bucket's upper boundary,
-    # 2 ** ((i + 1) / 2 ** scale), lies in Prometheus bucket k at schema t when
-    # k - 1 < log2(upper) * 2 ** t <= k, i.e. k = ceil((i + 1) * 2 ** t / 2 ** scale).
-    schema = min(scale, 8)
-    expected: dict[int, int] = {}
-    for position, count in enumerate(counts):
-        if count:
-            ratio = Fraction(offset + position + 1) * Fraction(2) ** schema
-            k = math.ceil(ratio / Fraction(2) ** scale)
-            expected[k] = expected.get(k, 0) + count
-    return schema, expected
-
-
-class _Span:
-    def __init__(self, offset: int, length: int) -> None:
-        self.offset, self.length = offset, length
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    scale=st.integers(-4, 20),
-    offset=st.integers(-2000, 2000),
-    counts=st.lists(st.integers(0, 5), max_size=60),
-    zeros=st.integers(0, 3),
-)
-def test_native_mapping_matches_the_boundaries(
-    scale: int, offset: int, counts: list[int], zeros: int
-) -> None:
-    """Schema, zero count and every bucket as the specification's mapping says."""
-    native = to_native(scale, zeros, (offset, counts), (offset, counts[::-1]))
-    assert native is not None
-    schema, positive = _expected_native(scale, offset, counts)
-    _, negative = _expected_native(scale, offset, counts[::-1])
-    assert native.schema == schema and native.zero_count == zeros
-    for side, expected in ((native.positive, positive), (native.negative, negative)):
-        spans = [_Span(offset, length) for offset, length in side.spans]
-        assert _expanded(spans, side.deltas) == expected
-        assert all(length > 0 for _, length in side.spans)
-
-
-def test_a_scale_prometheus_cannot_carry_is_left_out() -> None:
-    assert to_native(-5, 0, (0, [1]), (0, [])) is None
-
-
-class TestNegotiation:
-    def test_prometheus_native_histogram_header_gets_protobuf(self) -> None:
-        assert negotiate_format(PROTOBUF_ACCEPT, protobuf=True) is Format.PROTOBUF
-        assert negotiate_format(PROTOBUF_ACCEPT) is Format.OPENMETRICS
-
-    def test_other_protobuf_offers_are_not_taken(self) -> None:
-        for offer in (
-            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text",
-            "application/vnd.google.protobuf;proto=other.Message;encoding=delimited",
-            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0",
-            "*/*",
-        ):
-            assert negotiate_format(offer, protobuf=True) is Format.TEXT, offer
-
-
 def _workload(runtime: Runtime) -> dict[str, Any]:
     meter = runtime.get_meter("shop", "1.2")
     counter = meter.create_counter("orders", description="Orders.")
@@ -368,7 +285,7 @@ class TestProtobufExposition:
         assert native.zero_count == 2
         assert native.zero_threshold == ZERO_THRESHOLD
         assert len(native.bucket) == 0
-        buckets = _expanded(native.positive_span, native.positive_delta)
+        buckets = expand_spans(native.positive_span, native.positive_delta)
         assert sum(buckets.values()) == len(values) - 2
         # Each value v is counted in Prometheus bucket k: base ** (k - 1) < v <= base ** k,
         # k = ceil(log2(v) * 2 ** schema) (powers of two land on a boundary exactly).
@@ -434,164 +351,6 @@ def test_text_formats_carry_count_and_sum_promtool_clean(
 def test_config_for_tests_accepts_exponential_default() -> None:
     config = config_for_tests(cardinality=EXPONENTIAL)
     assert config.cardinality.histogram_aggregation == "exponential"
-
-
-_EDGE_VALUES = (
-    0.0,
-    5e-324,
-    1e-310,
-    2.0**-1000,
-    1.0,
-    1.5,
-    2.0,
-    2.0**1000,
-    1.7976931348623157e308,
-)
-_exponential_operations = st.lists(
-    st.one_of(
-        st.floats(min_value=0, allow_nan=False, allow_infinity=False),
-        st.floats(min_value=1e-3, max_value=1e3),
-        st.sampled_from(_EDGE_VALUES),
-        st.sampled_from([-1.0, math.nan, math.inf]),  # refused on both paths
-        st.just("collect"),
-    ),
-    max_size=80,
-)
-
-
-@settings(max_examples=120, deadline=None)
-@given(
-    operations=_exponential_operations,
-    max_size=st.sampled_from([2, 4, 20, 160]),
-    max_scale=st.sampled_from([20, 3, 0, -4]),
-)
-def test_fast_path_exponential_cells_are_the_sdks(
-    operations: list[float | str], max_size: int, max_scale: int
-) -> None:
-    """Scale, offsets, counts, zero count, sum, min and max of the fast path's
-    exponential cells equal the SDK's own aggregation, collection after collection
-    (zeros, subnormals, the largest floats; NaN, infinities and negatives refused)."""
-    rule = {"aggregation": "exponential", "max_size": max_size, "max_scale": max_scale}
-    results = []
-    for fast in (True, False):
-        seen = []
-        with runtime(fast, {"instruments": {"lat": rule}}) as started:
-            histogram = started.get_meter("app").create_histogram("lat")
-            for operation in [*operations, "collect"]:
-                if operation == "collect":
-                    seen.append(collected(started).get(("app", "lat")))
-                else:
-                    histogram.record(float(operation), {"k": "v"})
-        results.append(seen)
-    # The sum is a running sum on the fast path and a sum of interval sums in the
-    # SDK: equal up to float rounding once there were several collections.
-    fast_sums, sdk_sums = (
-        [total for collection in run for total in _sums(collection)] for run in results
-    )
-    assert fast_sums == pytest.approx(sdk_sums, rel=1e-12)
-    fast_points, sdk_points = ([_without_sums(c) for c in run] for run in results)
-    assert fast_points == sdk_points
-
-
-def _sums(collection: Any) -> list[float]:
-    if collection is None:
-        return []
-    _identity, points = collection
-    return [shape[1] for _series, shape in sorted(points.items())]
-
-
-def _without_sums(collection: Any) -> Any:
-    if collection is None:
-        return None
-    identity, points = collection
-    return identity, {
-        series: (*shape[:1], *shape[2:]) for series, shape in points.items()
-    }
-
-
-class _NoReservoir(ExemplarReservoir):
-    def offer(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def collect(self, attributes: Any) -> list[Any]:
-        return []
-
-
-def _sdk_aggregation(max_size: int, max_scale: int) -> Any:
-    from opentelemetry.sdk.metrics._internal.aggregation import (
-        _ExponentialBucketHistogramAggregation,
-    )
-    from opentelemetry.sdk.metrics.export import AggregationTemporality
-
-    return _ExponentialBucketHistogramAggregation(
-        {},
-        lambda **_kwargs: _NoReservoir(),
-        AggregationTemporality.DELTA,
-        0,
-        max_size=max_size,
-        max_scale=max_scale,
-    )
-
-
-def _value(generator: random.Random) -> float:
-    draw = generator.random()
-    if draw < 0.1:
-        return 0.0
-    if draw < 0.2:
-        return generator.choice(
-            [5e-324, 1e-310, 2.0 ** generator.randint(-1000, 1000), sys.float_info.max]
-        )
-    return generator.lognormvariate(0, generator.choice([1, 10, 100]))
-
-
-def test_exponential_state_is_the_sdk_aggregation_on_seeded_runs() -> None:
-    """3,000 seeded runs of values and collections through the SDK's own
-    aggregation and ours: every cumulative point's count, scale, zero count and
-    buckets identical (sum, min and max are the cell's: compared through the
-    runtime in the test above). (The SDK raises
-    "Incorrect merge scale" on a few runs — an interval of only zeros first, then
-    values far from index 0 — and those runs end there.)"""
-    from opentelemetry.context import Context
-    from opentelemetry.sdk.metrics._internal.measurement import Measurement
-    from opentelemetry.sdk.metrics.export import AggregationTemporality
-
-    from ron_metrics.fast.exponential import Exponential
-
-    compared = 0
-    for seed in range(3000):
-        generator = random.Random(seed)  # noqa: S311 - test data, not secrets
-        max_size = generator.choice([2, 3, 4, 8, 20, 160])
-        max_scale = generator.choice([20, 5, 1, 0, -2])
-        theirs = _sdk_aggregation(max_size, max_scale)
-        ours = Exponential(max_size, max_scale)
-        for _ in range(generator.randint(1, 60)):
-            if generator.random() < 0.15:
-                try:
-                    expected = theirs.collect(AggregationTemporality.CUMULATIVE, 1)
-                except Exception:
-                    break
-                got = ours.collect()
-                count, _sum, scale, zeros, positive, negative, _min, _max = (
-                    exponential_shape(expected)
-                )
-                assert (count, scale, zeros, positive, negative) == (
-                    got.count,
-                    got.scale,
-                    got.zero_count,
-                    _dense_side(got.positive.dense()),
-                    _dense_side(got.negative.dense()),
-                ), seed
-                compared += 1
-                continue
-            value = _value(generator)
-            theirs.aggregate(Measurement(value, 0, None, Context(), {}))  # type: ignore[arg-type]  # no instrument: the aggregation never reads it
-            ours.observe(value)
-    assert compared > 5000
-
-
-def _dense_side(dense: tuple[int, list[int]]) -> tuple[int, tuple[int, ...]] | None:
-    offset, counts = dense
-    return (offset, tuple(counts)) if counts else None
 
 
 GROUP_FORKING = textwrap.dedent(
@@ -693,5 +452,5 @@ def test_a_group_merges_exponential_histograms_exactly(
         if value:
             k = math.ceil(math.log2(value) * 2**native.schema)
             expected[k] = expected.get(k, 0) + 1
-    assert _expanded(native.positive_span, native.positive_delta) == expected
+    assert expand_spans(native.positive_span, native.positive_delta) == expected
     assert len(expected) <= 20  # the merge kept max_size
