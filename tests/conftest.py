@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -176,3 +180,36 @@ def demo_command(config: str, tick: str = "0.2") -> tuple[list[str], dict[str, s
         "--tick",
         tick,
     ], clean_env()
+
+
+@contextmanager
+def forking_group(code: str, *args: str, children: int = 3) -> Iterator[list[int]]:
+    """
+    Run ``code`` (a script that starts a group member, forks ``children`` that
+    each print ``child PID``, then prints ``ready``) and yield the children's
+    PIDs once all are there; every process is stopped by PID afterwards.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    pids: list[int] = []
+    try:
+        assert process.stdout is not None
+        ready = False
+        for line in process.stdout:
+            if line.startswith("child"):
+                pids.append(int(line.split()[1]))
+            ready |= line.strip() == "ready"
+            if ready and len(pids) == children:
+                break
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        stop_process(process)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -10,8 +10,6 @@ import math
 import os
 import random
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,7 @@ import pytest
 from opentelemetry.sdk.metrics.export import ExponentialHistogram, MetricsData
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import (
-    StartFn,
-    clean_env,
-    get_when_served,
-    prometheus_config,
-    stop_process,
-)
+from conftest import StartFn, forking_group, get_when_served, prometheus_config
 from prom_proto import PROTOBUF_ACCEPT, expand_spans, read_families
 from ron_metrics import ConfigError, load_config
 from ron_metrics.exporters.prometheus.native import ZERO_THRESHOLD
@@ -410,35 +402,14 @@ def test_a_group_merges_exponential_histograms_exactly(
     served native histogram holds every value in its bucket, the count, zero count
     and sum of all four."""
     port = reserved_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", GROUP_FORKING, str(port), str(tmp_path / "group"), path],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-    )
-    children: list[int] = []
-    try:
-        assert process.stdout is not None
-        ready = False
-        for line in process.stdout:
-            if line.startswith("child"):
-                children.append(int(line.split()[1]))
-            ready |= line.strip() == "ready"
-            if ready and len(children) == 3:
-                break
-        os.kill(children[0], signal.SIGKILL)  # its counts stay in the group's totals
+    with forking_group(GROUP_FORKING, str(port), str(tmp_path / "group"), path) as pids:
+        os.kill(pids[0], signal.SIGKILL)  # its counts stay in the group's totals
         body = get_when_served(f"http://127.0.0.1:{port}/metrics")
         scraped = httpx.get(
             f"http://127.0.0.1:{port}/metrics",
             headers={"Accept": PROTOBUF_ACCEPT},
             timeout=30,
         ).content
-    finally:
-        for pid in children:
-            os.kill(pid, signal.SIGKILL)
-        stop_process(process)
-        if process.stdout is not None:
-            process.stdout.close()
     assert body.status_code == 200
     (family,) = [f for f in read_families(scraped) if f.name == "lat"]
     (metric,) = family.metric

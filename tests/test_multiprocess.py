@@ -11,16 +11,13 @@ import fcntl
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.resources import Resource
 
-from conftest import clean_env, get_when_served, stop_process
+from conftest import forking_group, get_when_served
 from ron_metrics import ConfigError
 from ron_metrics.multiprocess import group as group_module
 from ron_metrics.multiprocess.group import Group
@@ -365,31 +362,10 @@ FORKING = textwrap.dedent(
 def test_forked_children_join_the_group(tmp_path: Path) -> None:
     """start() then fork(): each child counts in its own file; the parent serves the sum."""
     port = reserved_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", FORKING, str(port), str(tmp_path / "group")],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-    )
-    children: list[int] = []
-    try:
-        assert process.stdout is not None
-        ready = False
-        for line in process.stdout:
-            if line.startswith("child"):
-                children.append(int(line.split()[1]))
-            ready |= line.strip() == "ready"
-            if ready and len(children) == 3:
-                break
+    with forking_group(FORKING, str(port), str(tmp_path / "group")):
         body = get_when_served(f"http://127.0.0.1:{port}/metrics").text
         assert "jobs_total 31.0" in body  # 1 (parent) + 3 x 10, none counted twice
         assert len(list((tmp_path / "group").glob("member-*.db"))) == 4
-    finally:
-        for pid in children:
-            os.kill(pid, signal.SIGKILL)
-        stop_process(process)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 class TestHostileFiles:

@@ -28,7 +28,7 @@ Names that clash with an earlier family are left out as on the reference path
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from itertools import chain
 from typing import Any
 
@@ -55,7 +55,12 @@ from ron_metrics.exporters.prometheus.exposition import (
     write_openmetrics,
     write_text,
 )
-from ron_metrics.exporters.prometheus.naming import identity, sanitized, scope_labels
+from ron_metrics.exporters.prometheus.naming import (
+    EncoderOptions,
+    identity,
+    sanitized,
+    scope_labels,
+)
 from ron_metrics.exporters.prometheus.render import Format
 
 __all__ = ["DirectEncoder"]
@@ -71,26 +76,12 @@ def _label_pairs(names: Sequence[str], values: Sequence[str]) -> list[tuple[str,
     return sorted(zip(names, values, strict=False))
 
 
-class DirectEncoder:
+class DirectEncoder(EncoderOptions):
     """
     Encodes collections; keeps each series' label block between scrapes.
-
-    Args:
-        target_info: Emit ``target_info`` with the resource attributes.
-        scope_labels: Put ``otel_scope_*`` labels on every series.
-        on_clash: Told the name of a family left out because its name clashes.
     """
 
-    def __init__(
-        self,
-        *,
-        target_info: bool = True,
-        scope_labels: bool = False,
-        on_clash: Callable[[str], None] | None = None,
-    ) -> None:
-        self._target_info = target_info
-        self._scope_labels = scope_labels
-        self._on_clash = on_clash or (lambda _name: None)
+    def _start_caches(self) -> None:
         # Caches kept between scrapes; each scrape keeps only what it used.
         self._cache: dict[int, Series] = {}
         self._next_cache: dict[int, Series] = {}

@@ -9,6 +9,7 @@ exponential histograms are histograms.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from opentelemetry.sdk.metrics.export import (
 
 from ron_metrics.hub import NO_DESCRIPTION
 
-__all__ = ["Identity", "identity", "sanitized", "scope_labels"]
+__all__ = ["EncoderOptions", "Identity", "identity", "sanitized", "scope_labels"]
 
 
 def _family_name(metric_name: str, unit: str, kind: str) -> str:
@@ -107,3 +108,29 @@ def scope_labels(scope: Any) -> dict[str, Any]:
     labels["otel_scope_version"] = scope.version or ""
     labels["otel_scope_schema_url"] = scope.schema_url or ""
     return labels
+
+
+class EncoderOptions:
+    """
+    What both encoders are told.
+
+    Args:
+        target_info: Emit ``target_info`` with the resource attributes.
+        scope_labels: Put ``otel_scope_*`` labels on every series.
+        on_clash: Told the name of a family left out because its name clashes.
+    """
+
+    def __init__(
+        self,
+        *,
+        target_info: bool = True,
+        scope_labels: bool = False,
+        on_clash: Callable[[str], None] | None = None,
+    ) -> None:
+        self._target_info = target_info
+        self._scope_labels = scope_labels
+        self._on_clash = on_clash or (lambda _name: None)
+        self._start_caches()
+
+    def _start_caches(self) -> None:
+        """Set up what the encoder keeps between scrapes."""

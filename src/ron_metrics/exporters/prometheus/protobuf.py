@@ -20,7 +20,7 @@ Families whose names clash are left out as in the text formats.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,12 @@ from opentelemetry.sdk.metrics.export import (
 
 from ron_metrics.exporters.prometheus import protowire as pb
 from ron_metrics.exporters.prometheus.exposition import text, without_clashes
-from ron_metrics.exporters.prometheus.naming import identity, sanitized, scope_labels
+from ron_metrics.exporters.prometheus.naming import (
+    EncoderOptions,
+    identity,
+    sanitized,
+    scope_labels,
+)
 from ron_metrics.exporters.prometheus.native import ZERO_THRESHOLD, Spans, to_native
 
 __all__ = ["ProtoEncoder"]
@@ -129,26 +134,12 @@ def _value(kind: str, point: Any) -> bytes | None:
     return pb.message_field(number, pb.double_field(1, float(point.value)))
 
 
-class ProtoEncoder:
+class ProtoEncoder(EncoderOptions):
     """
     Encodes collections; keeps each series' encoded labels between scrapes.
-
-    Args:
-        target_info: Emit ``target_info`` with the resource attributes.
-        scope_labels: Put ``otel_scope_*`` labels on every series.
-        on_clash: Told the name of a family left out because its name clashes.
     """
 
-    def __init__(
-        self,
-        *,
-        target_info: bool = True,
-        scope_labels: bool = False,
-        on_clash: Callable[[str], None] | None = None,
-    ) -> None:
-        self._target_info = target_info
-        self._scope_labels = scope_labels
-        self._on_clash = on_clash or (lambda _name: None)
+    def _start_caches(self) -> None:
         self._labels: dict[int, tuple[Any, Any, bytes]] = {}
         self._next_labels: dict[int, tuple[Any, Any, bytes]] = {}
 
