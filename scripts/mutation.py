@@ -82,10 +82,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("tests/test_verdicts.py", "tests/test_guards.py", "tests/test_one_parser.py"),
     ),
     "native": ("exporters/prometheus/native.py", ("tests/test_native.py",)),
-    "fast-exponential": (
-        "fast/exponential.py",
-        ("tests/test_exponential_state.py", "tests/test_fast_path.py"),
-    ),
+    "fast-exponential": ("fast/exponential.py", ("tests/test_exponential_state.py",)),
     "exponential-record": (
         "multiprocess/exponential_record.py",
         ("tests/test_exponential_group.py",),
