@@ -216,3 +216,75 @@ def test_the_group_floor_holds_an_exponential_total_that_fell() -> None:
     merged = {_key(): Merged("exponential", smaller)}
     assert floor.hold(merged) == 0  # still held since the last collection
     assert merged[_key()].values == first
+
+
+def _writer_record(tmp_path: Path, values: list[float], max_size: int = 8) -> Any:
+    from ron_metrics.multiprocess.exponential_record import ExponentialWriter
+    from ron_metrics.multiprocess.store import MemberStore, parse_records, read_file
+
+    store = MemberStore(str(tmp_path / "member-1-1.db"))
+    writer = ExponentialWriter(store, _key(max_size), max_size, 20)
+    for value in values:
+        writer.observe(value)
+    store.close()
+    records = parse_records(read_file(tmp_path / "member-1-1.db"))
+    ((key, record),) = records  # the last version of the one key
+    assert key == _key(max_size)
+    return record
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.0, 0.0],
+        [1.5],
+        [1.0, 2.0, 4.0, 8.0],  # exact powers of two
+        [0.0, 3.0, 1e-3, 1e3, 0.0, 7.0, 1e6, 1e-9],  # windows move, scales coarsen
+        [
+            2.0 ** (k / 8) for k in range(1, 9)
+        ],  # eight buckets at scale 3: a full window
+        [2.0 ** (k / 8) for k in range(8, 0, -1)],  # the same, from the top
+    ],
+)
+def test_a_writer_record_holds_every_value_in_its_bucket(
+    tmp_path: Path, values: list[float]
+) -> None:
+    """Whatever order, range and zeros: count, zero count, sum, min, max, and each
+    value counted in the bucket its own index maps to at the record's scale."""
+    from ron_metrics.fast.exponential import index_of
+
+    record = _writer_record(tmp_path, values)
+    scale, offset, counts = dense_buckets(record)
+    assert record[0] == len(values)
+    assert record[4] == values.count(0.0)
+    assert record[1] == pytest.approx(math.fsum(values))
+    assert (record[2], record[3]) == (min(values), max(values))
+    expected: dict[int, int] = {}
+    for value in values:
+        if value:
+            index = index_of(value, scale)
+            expected[index] = expected.get(index, 0) + 1
+    got = {offset + i: count for i, count in enumerate(counts) if count}
+    assert got == expected
+    assert len(counts) <= 8
+    if not expected:
+        assert (offset, counts) == (0, [])
+    assert combine(list(record), record, 8)[4] == 2 * record[4]
+
+
+def test_a_window_moves_only_for_a_value_outside_it(tmp_path: Path) -> None:
+    """Once the values have set the scale, more values inside the window are
+    counted in place; a value outside it appends the record once more."""
+    from ron_metrics.multiprocess.store import read_file
+
+    inside = [2.0 ** (k / 8) for k in range(1, 5)]
+
+    def versions(values: list[float]) -> int:
+        path = tmp_path / "member-1-1.db"
+        path.unlink(missing_ok=True)
+        _writer_record(tmp_path, values)
+        return read_file(path).count(_key().encode())
+
+    settled = versions(inside)
+    assert versions(inside * 3) == settled
+    assert versions([*inside * 3, 1e6]) == settled + 1
