@@ -35,6 +35,19 @@ class Point:
     # of every non-empty bucket rotel prints.
     zero_count: float | None = None
     buckets: list[tuple[float, float, int]] = field(default_factory=list)
+    # (trace id, span id) of every exemplar, as rotel prints them (hex).
+    exemplars: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _point_line(point: Point, line: str) -> None:
+    # A data point's value, count or sum; an exemplar's trace id, then its span id.
+    if line.startswith(("Value: ", "Count: ", "Sum: ")):
+        name, _, number = line.partition(": ")
+        setattr(point, name.lower(), float(number))
+    elif line.startswith("-> Trace ID: "):
+        point.exemplars.append((line.rpartition(" ")[2], ""))
+    elif point.exemplars and line.startswith("-> Span ID: "):
+        point.exemplars[-1] = (point.exemplars[-1][0], line.rpartition(" ")[2])
 
 
 @dataclass
@@ -165,11 +178,8 @@ class Rotel:
                 elif int(count):
                     bounds = (float(low[1:]), float(high), int(count))
                     current.buckets.append(bounds)
-            elif current is not None and stripped.startswith(
-                ("Value: ", "Count: ", "Sum: ")
-            ):
-                name, _, number = stripped.partition(": ")
-                setattr(current, name.lower(), float(number))
+            elif current is not None:
+                _point_line(current, stripped)
         return points
 
     def latest(self, metric: str, **attributes: str) -> Point | None:

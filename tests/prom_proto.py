@@ -32,18 +32,29 @@ _TYPES = {
     "sint32": _F.TYPE_SINT32,
     "sint64": _F.TYPE_SINT64,
     "int64": _F.TYPE_INT64,
+    "int32": _F.TYPE_INT32,
     "enum": _F.TYPE_ENUM,
 }
 
 # message -> [(field name, number, type or message name, repeated)]
 _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
     "LabelPair": [("name", 1, "string", False), ("value", 2, "string", False)],
+    "Timestamp": [("seconds", 1, "int64", False), ("nanos", 2, "int32", False)],
+    "Exemplar": [
+        ("label", 1, ".io.prometheus.client.LabelPair", True),
+        ("value", 2, "double", False),
+        ("timestamp", 3, ".io.prometheus.client.Timestamp", False),
+    ],
     "Gauge": [("value", 1, "double", False)],
-    "Counter": [("value", 1, "double", False)],
+    "Counter": [
+        ("value", 1, "double", False),
+        ("exemplar", 2, ".io.prometheus.client.Exemplar", False),
+    ],
     "Untyped": [("value", 1, "double", False)],
     "Bucket": [
         ("cumulative_count", 1, "uint64", False),
         ("upper_bound", 2, "double", False),
+        ("exemplar", 3, ".io.prometheus.client.Exemplar", False),
     ],
     "BucketSpan": [("offset", 1, "sint32", False), ("length", 2, "uint32", False)],
     "Histogram": [
@@ -57,6 +68,7 @@ _MESSAGES: dict[str, list[tuple[str, int, str, bool]]] = {
         ("negative_delta", 10, "sint64", True),
         ("positive_span", 12, ".io.prometheus.client.BucketSpan", True),
         ("positive_delta", 13, "sint64", True),
+        ("exemplars", 16, ".io.prometheus.client.Exemplar", True),
     ],
     "Metric": [
         ("label", 1, ".io.prometheus.client.LabelPair", True),

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from collector import Rotel
-from conftest import StartFn
+from conftest import SDK_PATH, StartFn
 from ron_metrics import ConfigError, load_config
 from ron_metrics.exporters.otlp import build_exporter
 from ron_metrics.testing import reserved_port, sample_value
@@ -582,3 +582,43 @@ def test_exponential_histograms_arrive_as_exponential(
         assert sum(count for _, _, count in grown.buckets) == len(second) - 2
     else:
         assert last.count == len(values) + len(second)
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("temporality", ["cumulative", "delta"])
+def test_exemplars_carry_the_span_to_the_collector(
+    start_runtime: StartFn, rotel: Rotel, temporality: str
+) -> None:
+    """A measurement in a sampled span reaches rotel with that span's trace and
+    span ids; a delta export carries it once, in the interval it was taken."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("test")
+    runtime = start_runtime(
+        exporter=otlp_exporter(
+            rotel.http_endpoint,
+            "http/protobuf",
+            temporality=temporality,
+        )
+    )
+    meter = runtime.get_meter("app")
+    counter, histogram = meter.create_counter("hits"), meter.create_histogram("lat")
+    with tracer.start_as_current_span("request") as span:
+        counter.add(1, {"route": "/a"})
+        histogram.record(0.25, {"route": "/a"})
+    context = span.get_span_context()
+    ids = (f"{context.trace_id:032x}", f"{context.span_id:016x}")
+    for name in ("hits", "lat"):
+        point = rotel.wait_for(name, lambda p: bool(p.exemplars), route="/a")
+        assert point is not None and point.exemplars == [ids], name
+    # Three more exports with no new measurement: a delta point carries none; a
+    # cumulative point keeps the latest exemplar (on the fast path: the SDK's
+    # reservoirs start empty after each collection).
+    seen = len(rotel.points())
+    rotel.wait_for("hits", lambda _: len(rotel.points()) >= seen + 6, route="/a")
+    runtime.shutdown()
+    with_ids = [p for p in rotel.points() if p.metric == "hits" and p.exemplars]
+    if temporality == "delta" or SDK_PATH:
+        assert len(with_ids) == 1
+    else:
+        assert len(with_ids) >= 3

@@ -112,11 +112,9 @@ def build_provider(config: Config) -> BuiltProvider:
     Raises:
         ConfigError: If a view cannot be built.
     """
-    # Exemplars only travel over OTLP: without an OTLP sink at start (or with the
-    # filter off), no reservoir is kept.
-    exemplars = (
-        config.exporter.otlp_enabled and config.sdk.exemplar_filter != "always_off"
-    )
+    # Exemplars travel over OTLP and in the OpenMetrics and protobuf expositions:
+    # with the filter off no reservoir is kept.
+    exemplars = config.sdk.exemplar_filter != "always_off"
     group = join_group(config)
     views = build_views(config.cardinality, exemplars=exemplars, shared=bool(group))
     prometheus = config.exporter.prometheus
@@ -135,7 +133,11 @@ def build_provider(config: Config) -> BuiltProvider:
     if config.sdk.fast_path:
         # In a group the cells write through to the store as the aggregations do.
         hub.fast = provider.fast = fast_registry(
-            provider, hub, views, shared=group is not None
+            provider,
+            hub,
+            views,
+            shared=group is not None,
+            exemplar_filter=config.sdk.exemplar_filter,
         )
     # No forked child may inherit the collection lock held by a scrape thread.
     hold_across_fork(hub)
@@ -202,6 +204,7 @@ def fast_registry(
     views: list[Any],
     *,
     shared: bool = False,
+    exemplar_filter: str = "always_off",
 ) -> FastRegistry:
     """
     The fast path's streams, with the provider's views and the reader's limits.
@@ -213,7 +216,11 @@ def fast_registry(
         return limits.get(cls, 2000)
 
     return FastRegistry(
-        views, limit_of, lambda: provider._sdk_config.resource, shared=shared
+        views,
+        limit_of,
+        lambda: provider._sdk_config.resource,
+        shared=shared,
+        exemplar_filter=exemplar_filter,
     )
 
 

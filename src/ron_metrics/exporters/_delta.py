@@ -23,9 +23,10 @@ both intervals.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,
@@ -141,6 +142,7 @@ class DeltaConverter:
             point,
             start_time_unix_nano=previous.time_unix_nano,
             value=point.value - previous.value,
+            exemplars=_since(point.exemplars, previous.time_unix_nano),
         )
 
     def _histogram(
@@ -162,6 +164,7 @@ class DeltaConverter:
             start_time_unix_nano=previous.time_unix_nano,
             count=point.count - previous.count,
             sum=point.sum - previous.sum,
+            exemplars=_since(point.exemplars, previous.time_unix_nano),
             bucket_counts=[
                 now - before
                 for now, before in zip(
@@ -196,10 +199,17 @@ class DeltaConverter:
             start_time_unix_nano=previous.time_unix_nano,
             count=point.count - previous.count,
             sum=point.sum - previous.sum,
+            exemplars=_since(point.exemplars, previous.time_unix_nano),
             zero_count=point.zero_count - previous.zero_count,
             positive=positive,
             negative=negative,
         )
+
+
+def _since(exemplars: Sequence[Exemplar], at: int) -> tuple[Exemplar, ...]:
+    # A cumulative point keeps its latest exemplars until replaced; a delta
+    # carries only those taken within its interval.
+    return tuple(e for e in exemplars if e.time_unix_nano > at)
 
 
 def _minus(now: Buckets, before: Buckets, shift: int) -> Buckets | None:

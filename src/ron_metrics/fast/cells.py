@@ -41,7 +41,7 @@ class Cell:
     ``shared`` is its record in the process's multi-process store (in a group).
     """
 
-    __slots__ = ("attributes", "lock", "shared", "start", "value")
+    __slots__ = ("attributes", "exemplar", "lock", "shared", "start", "value")
 
     def __init__(self, attributes: Mapping[str, Any], shared: Any = None) -> None:
         self.attributes = attributes
@@ -49,12 +49,14 @@ class Cell:
         self.start = time.time_ns()
         self.value: float = 0
         self.shared = shared
+        self.exemplar: Any = None  # the latest exemplar kept (fast.exemplars)
 
     def reset(self) -> None:
         """Start from zero (a forked child: the parent's counts are the parent's)."""
         self.lock = threading.Lock()
         self.start = time.time_ns()
         self.value = 0
+        self.exemplar = None
 
 
 class HistogramCell:
@@ -69,6 +71,7 @@ class HistogramCell:
         "attributes",
         "bounds",
         "counts",
+        "exemplars",
         "exponential",
         "high",
         "lock",
@@ -100,6 +103,9 @@ class HistogramCell:
         self.total: float = 0
         self.low = math.inf
         self.high = -math.inf
+        self.exemplars: Any = (
+            None  # kept per bucket, or the latest few (fast.exemplars)
+        )
         shape = self.shape
         self.exponential = None if shape is None else Exponential(*shape)
 

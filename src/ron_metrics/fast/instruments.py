@@ -5,8 +5,9 @@ Each instrument checks the measurement as the SDK does (finite; non-negative for
 counters and histograms — anything else is dropped with the SDK's warning), finds
 the cell of every stream it feeds (one dictionary lookup once an attribute set has
 been seen), and updates it under the cell's lock. No ``Measurement`` object, no
-context lookup, no per-call attribute cleaning or hashing. Exemplars are not kept
-on this path.
+per-call attribute cleaning or hashing. With an exemplar filter other than
+``always_off`` the current context is read once per call (see
+:mod:`ron_metrics.fast.exemplars`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.metrics import _Gauge as Gauge
 
 from ron_metrics.fast.cells import Cell, HistogramCell, OneTyped, Typed
+from ron_metrics.fast.exemplars import Probe, keep_latest, keep_observed
 from ron_metrics.fast.stream import Stream
 
 __all__ = [
@@ -63,13 +65,24 @@ class _Fast:
     """What every fast instrument holds: its identity and the streams it feeds."""
 
     def __init__(
-        self, name: str, unit: str, description: str, streams: tuple[Stream, ...]
+        self,
+        name: str,
+        unit: str,
+        description: str,
+        streams: tuple[Stream, ...],
+        *,
+        probe: Probe | None = None,
+        always: bool = False,
     ) -> None:
         # The API's Instrument.__init__ is abstract and stores nothing: set it here.
         self.name = name
         self.unit = unit
         self.description = description
         self._streams = streams
+        # Exemplars: the current context's reader (None: the filter keeps none),
+        # and whether a measurement is kept with no sampled span.
+        self._probe = probe
+        self._always = always
         # Nearly every instrument feeds exactly one stream: no loop for it.
         self._one = streams[0] if len(streams) == 1 else None
 
@@ -109,9 +122,12 @@ class _Adder(_Fast):
             dropped("Add", self._kind, self.name, amount)
             return
         one = self._one
+        probe = self._probe
         if one is None:
             for stream in self._streams:
-                add_to(stream.cell(attributes), amount)
+                add_to(each := stream.cell(attributes), amount)
+                if probe is not None and (context := context or probe()):
+                    keep_latest(each, amount, context, self._always)
             return
         # The hot case, inlined (measured: two calls fewer take `add` from 0.52x to
         # about 0.45x prometheus_client's labels().inc()): one stream, a set seen
@@ -144,6 +160,8 @@ class _Adder(_Fast):
             cell.value += amount
         if cell.shared is not None:
             add_shared(cell, amount)
+        if probe is not None and (context := context or probe()):
+            keep_latest(cell, amount, context, self._always)
 
 
 class FastCounter(_Adder, Counter):
@@ -163,7 +181,7 @@ class FastUpDownCounter(_Adder, UpDownCounter):
 class FastHistogram(_Fast, Histogram):
     """A histogram on the fast path (bucket boundaries resolved per stream)."""
 
-    def record(
+    def record(  # noqa: PLR0912 - the hot path inlined, as for counters
         self,
         amount: float,
         attributes: Attributes = None,
@@ -173,9 +191,12 @@ class FastHistogram(_Fast, Histogram):
             dropped("Record", "Histogram", self.name, amount)
             return
         one = self._one
+        probe = self._probe
         if one is None:
             for stream in self._streams:
-                observe(stream.cell(attributes), amount)
+                observe(each := stream.cell(attributes), amount)
+                if probe is not None and (context := context or probe()):
+                    keep_observed(each, amount, context, self._always)
             return
         # Inlined as for counters: a set seen before costs no call.
         cell: Any
@@ -203,6 +224,8 @@ class FastHistogram(_Fast, Histogram):
         except (KeyError, TypeError):  # a kept key absent; an unhashable value
             cell = one.cell(attributes)
         observe(cell, amount)
+        if probe is not None and (context := context or probe()):
+            keep_observed(cell, amount, context, self._always)
 
 
 def observe(cell: Any, amount: float) -> None:

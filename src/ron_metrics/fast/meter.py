@@ -43,6 +43,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 
+from ron_metrics.fast.exemplars import probe_for
 from ron_metrics.fast.instruments import (
     FastCounter,
     FastGauge,
@@ -76,6 +77,7 @@ class FastRegistry:
         limit_of: The reader's cardinality limit for an instrument class, when the
             view sets none.
         resource: The provider's resource (for a collection with no SDK data).
+        exemplar_filter: ``trace_based``, ``always_on`` or ``always_off``.
     """
 
     def __init__(
@@ -85,8 +87,11 @@ class FastRegistry:
         resource: Callable[[], Resource],
         *,
         shared: bool = False,
+        exemplar_filter: str = "always_off",
     ) -> None:
         self._views = tuple(views)
+        # Every instrument's exemplar probe (and whether to keep without a span).
+        self._exemplars = probe_for(exemplar_filter)
         # In a multi-process group every cell also writes through to the store.
         self._shared = shared
         self._limit_of = limit_of
@@ -114,6 +119,8 @@ class FastRegistry:
                     sdk_instrument.unit,
                     sdk_instrument.description,
                     tuple(streams),
+                    probe=self._exemplars[0],
+                    always=self._exemplars[1],
                 )
             )
             self._instruments[id(sdk_instrument)] = (sdk_instrument, ours)

@@ -1,7 +1,7 @@
 """
 The data points of a fast histogram stream's cells, explicit or exponential.
 
-Built the way the SDK builds them (same fields, no exemplars), filled directly.
+Built the way the SDK builds them (same fields), filled directly.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from ron_metrics.fast.cells import HistogramCell, new_point
+from ron_metrics.fast.exemplars import exemplars_of
 
 __all__ = ["exponential_point", "histogram_point"]
-
-_NO_EXEMPLARS: tuple[Any, ...] = ()
 
 
 def histogram_point(cell: HistogramCell, bounds: tuple[float, ...], now: int) -> Any:
     with cell.lock:
         counts = tuple(cell.counts)
         total, low, high = cell.total, cell.low, cell.high
+        kept = cell.exemplars
     return new_point(
         HistogramDataPoint,
         attributes=cell.attributes,
@@ -36,14 +36,12 @@ def histogram_point(cell: HistogramCell, bounds: tuple[float, ...], now: int) ->
         explicit_bounds=bounds,
         min=low,
         max=high,
-        exemplars=_NO_EXEMPLARS,
+        exemplars=exemplars_of(kept),
     )
 
 
 def exponential_point(cell: HistogramCell, now: int) -> Any:
-    state = cell.exponential
-    if state is None:
-        return histogram_point(cell, cell.bounds, now)
+    state: Any = cell.exponential
     with cell.lock:
         collected = state.collect()
         positive, negative = collected.positive.dense(), collected.negative.dense()
@@ -53,6 +51,7 @@ def exponential_point(cell: HistogramCell, now: int) -> Any:
             collected.scale,
             collected.zero_count,
         )
+        kept = cell.exemplars
     return new_point(
         ExponentialHistogramDataPoint,
         attributes=cell.attributes,
@@ -67,5 +66,5 @@ def exponential_point(cell: HistogramCell, now: int) -> Any:
         flags=0,
         min=low,
         max=high,
-        exemplars=_NO_EXEMPLARS,
+        exemplars=exemplars_of(kept),
     )

@@ -44,6 +44,7 @@ from ron_metrics.fast.cells import (
     series_key,
     types_of,
 )
+from ron_metrics.fast.exemplars import exemplars_of
 from ron_metrics.fast.points import exponential_point, histogram_point
 
 __all__ = ["Cell", "HistogramCell", "Stream", "Typed"]
@@ -53,7 +54,6 @@ _CUMULATIVE = AggregationTemporality.CUMULATIVE
 # dropped attribute): once this many are kept, further ones are resolved each
 # time instead of remembered — the memory stays bounded and nothing is wiped.
 _SPARE_PER_SERIES = 4
-_NO_EXEMPLARS: tuple[Any, ...] = ()
 # The overflow series under our own series key: a caller who spells the overflow
 # set itself before the limit made the same series (one cell, as in the SDK).
 _OVERFLOW_SERIES = series_key(_OVERFLOW_ATTRIBUTES)
@@ -317,7 +317,9 @@ class Stream:
                     start_time_unix_nano=cell.start,
                     time_unix_nano=now,
                     value=cell.value,  # type: ignore[union-attr]  # a Cell
-                    exemplars=_NO_EXEMPLARS,
+                    exemplars=()
+                    if cell.exemplar is None  # type: ignore[union-attr]  # a Cell
+                    else exemplars_of(cell.exemplar),  # type: ignore[union-attr]  # as above
                 )
                 for cell in cells
             ]

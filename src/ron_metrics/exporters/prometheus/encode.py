@@ -47,8 +47,10 @@ from ron_metrics.exporters.prometheus.exposition import (
     Family,
     Scope,
     Series,
+    exemplar_text,
     label_block,
     label_value,
+    latest_by_bucket,
     number,
     text,
     without_clashes,
@@ -70,6 +72,27 @@ _TARGET_HELP = "Target metadata"
 # Encoding holds the GIL; every this many series it is let go for a moment, so the
 # event loop answers /healthz and /readyz while a large scrape renders.
 _YIELD_EVERY = 2000
+
+
+def _attach_exemplars(family: Family, first: int, point: Any) -> None:
+    # The samples just written for ``point`` start at ``first``. Each exemplar
+    # goes on the bucket holding its value (the latest one wins); a counter's on
+    # its sample, an exponential histogram's on its one (+Inf) bucket. Gauges
+    # carry none in OpenMetrics.
+    written = len(family.suffixes) - first
+    bounds = None
+    if isinstance(point, HistogramDataPoint):
+        if written < len(point.bucket_counts):
+            return  # a series repeated across merged metrics: kept once, unmarked
+        bounds = point.explicit_bounds
+    elif not written or not (
+        isinstance(point, ExponentialHistogramDataPoint) or family.type == "counter"
+    ):
+        return
+    if family.exemplars is None:
+        family.exemplars = {}
+    for at, exemplar in latest_by_bucket(point.exemplars, bounds).items():
+        family.exemplars[first + at] = exemplar_text(exemplar)
 
 
 def _label_pairs(names: Sequence[str], values: Sequence[str]) -> list[tuple[str, str]]:
@@ -216,6 +239,17 @@ class DirectEncoder(EncoderOptions):
         return found
 
     def _add_point(
+        self,
+        family: Family,
+        series: Series,
+        point: NumberDataPoint | HistogramDataPoint | Any,
+    ) -> None:
+        first = len(family.suffixes)
+        self._add_samples(family, series, point)
+        if point.exemplars:
+            _attach_exemplars(family, first, point)
+
+    def _add_samples(
         self,
         family: Family,
         series: Series,

@@ -8,6 +8,7 @@ rules), so the direct encoder's bytes equal the reference path's.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from json import dumps
@@ -21,8 +22,10 @@ __all__ = [
     "Family",
     "Scope",
     "Series",
+    "exemplar_text",
     "label_block",
     "label_value",
+    "latest_by_bucket",
     "number",
     "text",
     "without_clashes",
@@ -84,6 +87,8 @@ class Family:
     # Only for a family several metrics merged into: (suffix, block) already seen.
     seen: set[tuple[str, str]] | None = None
     repeated: bool = False
+    # OpenMetrics only: sample index -> its exemplar (" # {labels} value time").
+    exemplars: dict[int, str] | None = None
 
     def add(self, suffix: str, block: str, value: str) -> None:
         if self.seen is not None:
@@ -204,9 +209,46 @@ def write_openmetrics(families: Sequence[Family]) -> Iterator[str]:
         if family.unit:
             yield f"# UNIT {family.name} {family.unit}\n"
         names: dict[str, str] = {}
-        for suffix, rest in zip(family.suffixes, family.rests, strict=True):
+        exemplars = family.exemplars or {}
+        for at, (suffix, rest) in enumerate(
+            zip(family.suffixes, family.rests, strict=True)
+        ):
             name = names.get(suffix)
             if name is None:
                 name = names[suffix] = openmetrics_sample_name(family.name + suffix)
-            yield name + rest
+            exemplar = exemplars.get(at) if exemplars else None
+            yield name + (rest if exemplar is None else rest[:-1] + exemplar + "\n")
     yield "# EOF\n"
+
+
+def latest_by_bucket(
+    exemplars: Sequence[Any], bounds: Sequence[float] | None
+) -> dict[int, Any]:
+    """
+    The latest exemplar of each bucket (index into ``bounds`` plus ``+Inf``; all
+    in bucket 0 when there are no bounds, as for a counter).
+    """
+    latest: dict[int, Any] = {}
+    for exemplar in exemplars:
+        at = bisect_left(bounds, exemplar.value) if bounds else 0
+        found = latest.get(at)
+        if found is None or found.time_unix_nano <= exemplar.time_unix_nano:
+            latest[at] = exemplar
+    return latest
+
+
+def exemplar_text(exemplar: Any) -> str:
+    """
+    An OpenMetrics exemplar for a sample line: its trace and span ids (when it
+    has them), its value and when it was taken (seconds).
+    """
+    labels = (
+        ""
+        if exemplar.trace_id is None
+        else f'trace_id="{exemplar.trace_id:032x}",span_id="{exemplar.span_id:016x}"'
+    )
+    at = exemplar.time_unix_nano
+    return (
+        f" # {{{labels}}} {number(exemplar.value)}"
+        f" {at // 1_000_000_000}.{at % 1_000_000_000:09d}"
+    )

@@ -19,6 +19,7 @@ Families whose names clash are left out as in the text formats.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,7 +32,11 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from ron_metrics.exporters.prometheus import protowire as pb
-from ron_metrics.exporters.prometheus.exposition import text, without_clashes
+from ron_metrics.exporters.prometheus.exposition import (
+    latest_by_bucket,
+    text,
+    without_clashes,
+)
 from ron_metrics.exporters.prometheus.naming import (
     EncoderOptions,
     identity,
@@ -93,14 +98,41 @@ def _spans(side: Spans, span_number: int, delta_number: int) -> bytes:
     )
 
 
+def _exemplar(exemplar: Any) -> bytes:
+    labels = (
+        b""
+        if exemplar.trace_id is None
+        else _label_pairs(
+            [
+                ("trace_id", f"{exemplar.trace_id:032x}"),
+                ("span_id", f"{exemplar.span_id:016x}"),
+            ]
+        )
+    )
+    seconds, nanos = divmod(exemplar.time_unix_nano, 1_000_000_000)
+    return (
+        labels
+        + pb.double_field(2, float(exemplar.value))
+        + pb.message_field(3, pb.uint_field(1, seconds) + pb.uint_field(2, nanos))
+    )
+
+
 def _explicit(point: HistogramDataPoint) -> bytes:
     body = pb.uint_field(1, point.count) + pb.double_field(2, float(point.sum))
+    bounds = point.explicit_bounds
+    marked = latest_by_bucket(point.exemplars, bounds) if point.exemplars else {}
     running = 0
-    for bound, count in zip(point.explicit_bounds, point.bucket_counts, strict=False):
+    for at, count in enumerate(point.bucket_counts):
         running += count
-        body += pb.message_field(
-            3, pb.uint_field(1, running) + pb.double_field(2, float(bound))
+        exemplar = marked.get(at)
+        if at == len(bounds) and exemplar is None:
+            break  # +Inf is implied by the count, unless it carries an exemplar
+        bucket = pb.uint_field(1, running) + pb.double_field(
+            2, float(bounds[at]) if at < len(bounds) else math.inf
         )
+        if exemplar is not None:
+            bucket += pb.message_field(3, _exemplar(exemplar))
+        body += pb.message_field(3, bucket)
     return pb.message_field(7, body)
 
 
@@ -121,6 +153,7 @@ def _exponential(point: ExponentialHistogramDataPoint) -> bytes | None:
         + pb.uint_field(7, native.zero_count)
         + _spans(native.negative, 9, 10)
         + _spans(native.positive, 12, 13)
+        + b"".join(pb.message_field(16, _exemplar(e)) for e in point.exemplars)
     )
     return pb.message_field(7, body)
 
@@ -130,8 +163,13 @@ def _value(kind: str, point: Any) -> bytes | None:
         return _exponential(point)
     if isinstance(point, HistogramDataPoint):
         return _explicit(point)
-    number = 3 if kind == "counter" else 2
-    return pb.message_field(number, pb.double_field(1, float(point.value)))
+    value = pb.double_field(1, float(point.value))
+    if kind != "counter":
+        return pb.message_field(2, value)
+    if point.exemplars:
+        latest = max(point.exemplars, key=lambda e: e.time_unix_nano)
+        value += pb.message_field(2, _exemplar(latest))
+    return pb.message_field(3, value)
 
 
 class ProtoEncoder(EncoderOptions):
