@@ -193,6 +193,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     rows += _fastpath_targets(results["fastpath"])
     rows += _shape_targets(results["shapes"])
     rows += _histogram_targets(results.get("histograms"))
+    rows += _exemplar_targets(results.get("exemplars"))
     memory = results["memory"]
     ratio = _ratio(
         memory["ron-metrics, after one scrape"],
@@ -656,6 +657,58 @@ def _histogram_lines(found: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _exemplar_targets(
+    found: dict[str, Any] | None,
+) -> list[tuple[str, str, str, bool | None]]:
+    if not found:
+        return []
+    rows: list[tuple[str, str, str, bool | None]] = []
+    how = "median of per-round ns/op ratios against the same instrument, filter off"
+    for span, limit in (
+        ("no span", 1.05),
+        ("unsampled span", 1.05),
+        ("sampled span", 1.5),
+    ):
+        ratios = [
+            _paired(figures[f"trace_based, {span}"], figures["always_off"])
+            for figures in found.values()
+        ]
+        worst = max(ratios)
+        measured = " / ".join(f"{r:.2f}×" for r in ratios)
+        rows.append(
+            (
+                f"exemplars, {span}: `add` / `record` ≤ {limit}× the filter off",
+                measured,
+                how,
+                worst <= limit,
+            )
+        )
+    return rows
+
+
+def _exemplar_lines(found: dict[str, Any] | None) -> list[str]:
+    if not found:
+        return []
+    lines = [
+        "",
+        "## Exemplars",
+        "",
+        "The same instrument on two runtimes that differ only in the exemplar filter,"
+        " interleaved: `always_off` (no exemplar work) and the default `trace_based`"
+        " with no span, inside an unsampled span and inside a sampled span (the"
+        " tracing SDK's own spans). Ratios are medians of per-round ratios.",
+        "",
+        "| shape | candidate | ns/op | × filter off |",
+        "|---|---|---|---|",
+    ]
+    for shape, figures in found.items():
+        off = figures["always_off"]
+        for name, figure in figures.items():
+            ratio = "1" if figure is off else f"{_paired(figure, off):.2f}×"
+            lines.append(f"| {shape} | {name} | {figure.text()} | {ratio} |")
+    return lines
+
+
 def _runtime_lines(runtime: dict[str, Any] | None) -> list[str]:
     if not runtime:
         return []
@@ -767,6 +820,7 @@ def write(results: dict[str, Any], out: Path) -> Path:
     lines += [f"| {name} | {mib:.1f} |" for name, mib in results["memory"].items()]
     lines += _runtime_lines(results.get("runtime_metrics"))
     lines += _histogram_lines(results.get("histograms"))
+    lines += _exemplar_lines(results.get("exemplars"))
     lines += _latency_lines(results)
     if results.get("http"):
         lines += [

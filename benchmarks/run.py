@@ -21,6 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import exemplars_bench
 import fastpath_bench
 import histograms_bench
 import hotpath
@@ -59,6 +60,7 @@ class Plan:
     runtime_calls: int
     histogram_ops: int
     histogram_series: int
+    exemplar_ops: int
 
 
 FULL = Plan(
@@ -81,6 +83,7 @@ FULL = Plan(
     runtime_calls=200,
     histogram_ops=20_000,
     histogram_series=1_000,
+    exemplar_ops=50_000,
 )
 SMOKE = Plan(
     ops=500,
@@ -102,6 +105,7 @@ SMOKE = Plan(
     runtime_calls=5,
     histogram_ops=300,
     histogram_series=50,
+    exemplar_ops=300,
 )
 
 
@@ -206,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         "record": histograms_bench.measure_record(plan.histogram_ops, plan.repeats),
         "scrape": histograms_bench.measure_scrape(plan.histogram_series, plan.repeats),
     }
+    progress.step("exemplars: no span, unsampled, sampled vs the filter off")
+    results["exemplars"] = exemplars_bench.measure(plan.exemplar_ops, plan.repeats)
     progress.step("report and plots")
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = report.write(results, args.out)

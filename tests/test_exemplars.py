@@ -9,7 +9,10 @@ protobuf oracle; the ids against the span the test opened.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,9 +23,11 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 import ron_metrics
-from conftest import SDK_PATH, StartFn, prometheus_config
+from conftest import SDK_PATH, StartFn, prometheus_config, stop_process
 from prom_proto import PROTOBUF_ACCEPT, read_families
 from ron_metrics.runtime import Runtime
+from test_http_middleware import serve
+from test_prometheus_server import _prometheus_for  # noqa: F401 - the prometheus_for fixture, used by name
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 TEXT = "text/plain;version=0.0.4"
@@ -109,6 +114,22 @@ class TestTraceBased:
         body = _scrape(runtime, OPENMETRICS).text
         assert "hits_total 2.0\n" in body
         assert " # {" not in body
+
+    def test_sampled_after_unsampled_is_kept(self, start_runtime: StartFn) -> None:
+        """Alternating unsampled and sampled requests: every sampled one is kept,
+        whatever verdict the measurement before it had."""
+        runtime = _start(start_runtime)
+        counter = runtime.get_meter("app").create_counter("hits")
+        for round_ in range(3):
+            with _unsampled.start_as_current_span("quiet"):
+                counter.add(1)
+                counter.add(1)
+            with _sampled.start_as_current_span("kept") as span:
+                counter.add(round_ + 10)
+            with _unsampled.start_as_current_span("quiet"):
+                counter.add(1)
+            exemplar = _exemplars(runtime)[("hits_total", "")]
+            assert (exemplar.labels, exemplar.value) == (_ids(span), round_ + 10)
 
     def test_text_format_carries_none(
         self, start_runtime: StartFn, traced: Any
@@ -224,3 +245,46 @@ def test_explicit_context_argument_decides(start_runtime: StartFn) -> None:
         context = get_current()
     counter.add(1, None, context)
     assert _exemplars(runtime)[("hits_total", "")].labels == _ids(span)
+
+
+def _stored_exemplars(base: str, metric: str) -> list[dict[str, Any]]:
+    now = time.time()
+    response = httpx.get(
+        f"{base}/api/v1/query_exemplars",
+        params={"query": metric, "start": now - 600, "end": now + 60},
+        timeout=5,
+    )
+    series: list[dict[str, Any]] = response.json().get("data") or []
+    return [e for one in series for e in one["exemplars"]]
+
+
+@pytest.mark.peer
+def test_prometheus_stores_the_trace_of_a_request(prometheus_for: Any) -> None:
+    """End to end: the traced FastAPI example, scraped by a real Prometheus with
+    exemplar storage, answers query_exemplars with the trace of our request."""
+    process, app, metrics = serve("fastapi")
+    try:
+        trace_id = secrets.token_hex(16)
+        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        response = httpx.get(
+            f"{app}/items/7", headers={"traceparent": traceparent}, timeout=10
+        )
+        assert response.status_code == 200
+        base = prometheus_for(
+            metrics.removeprefix("http://"), features=("exemplar-storage",)
+        )
+        metric = "http_server_request_duration_seconds_bucket"
+        deadline = time.monotonic() + 45
+        found: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not found:
+            time.sleep(0.5)
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                found = [
+                    e
+                    for e in _stored_exemplars(base, metric)
+                    if e["labels"].get("trace_id") == trace_id
+                ]
+        assert found, f"no exemplar with trace {trace_id} in Prometheus"
+        assert 0 < float(found[0]["value"]) < 10
+    finally:
+        stop_process(process)

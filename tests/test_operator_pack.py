@@ -147,6 +147,17 @@ def exposed_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     return samples | histograms
 
 
+def test_latency_panel_shows_exemplars() -> None:
+    """The classic-bucket latency query asks Grafana for exemplars (trace links)."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    (panel,) = [p for p in dashboard["panels"] if p["title"] == "p95 latency by route"]
+    marked = [t for t in panel["targets"] if t.get("exemplar")]
+    assert [t["expr"] for t in marked] == [
+        t["expr"] for t in panel["targets"] if "_bucket{" in t["expr"]
+    ]
+    assert marked
+
+
 def test_dashboard_queries_only_metrics_we_emit(exposed_names: set[str]) -> None:
     """A panel querying a name that no longer exists fails here."""
     wanted = set().union(*(metric_names(expr) for expr in dashboard_exprs()))

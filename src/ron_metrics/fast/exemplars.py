@@ -24,10 +24,10 @@ remembered, so the many measurements of one request decide once.
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from time import time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -37,6 +37,8 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 
 __all__ = [
     "EXPONENTIAL_KEPT",
+    "LAST",
+    "QUIET",
     "Kept",
     "Probe",
     "exemplars_of",
@@ -58,7 +60,10 @@ Probe = Callable[[], Any]
 _ALWAYS: dict[str, Any] = {"always": True}  # always_on with no span: keep, no ids
 # The last verdict: (context object, its sampled span context or None). Replaced
 # whole, in one store, so threads never see half of one.
-_last: list[tuple[Any, Any]] = [(None, None)]
+LAST: list[tuple[Any, Any]] = [(None, None)]
+# The last context found with no sampled span: the instruments check it inline,
+# so the measurements of an unsampled request after its first cost no call.
+QUIET: list[Any] = [None]
 
 
 def _current_context() -> Callable[[], Any]:
@@ -86,32 +91,24 @@ def probe_for(exemplar_filter: str) -> tuple[Probe | None, bool]:
 
 def _span_context(context: Any) -> Any:
     """The sampled span context current in ``context``, or ``None``."""
-    last = _last[0]
-    if last[0] is context:
-        return last[1]
     span = context.get(_SPAN_KEY)
     found = None
     if span is not None:
         span_context = span.get_span_context()
         if span_context.is_valid and span_context.trace_flags.sampled:
             found = span_context
-    _last[0] = (context, found)
+    LAST[0] = (context, found)
+    if found is None:
+        QUIET[0] = context
     return found
-
-
-def _taken(context: Any, always: bool) -> tuple[int, Any] | None:
-    # When, and under which span, a kept measurement was taken.
-    span_context = _span_context(context)
-    if span_context is None and not always:
-        return None
-    return time.time_ns(), span_context
 
 
 def keep_latest(cell: Any, amount: float, context: Any, always: bool) -> None:
     """A counter's exemplar: this measurement, when the filter keeps it."""
-    taken = _taken(context, always)
-    if taken is not None:
-        cell.exemplar = (amount, *taken)
+    last = LAST[0]
+    span = last[1] if last[0] is context else _span_context(context)
+    if span is not None or always:
+        cell.exemplar = (amount, time_ns(), span)
 
 
 def keep_observed(cell: Any, amount: float, context: Any, always: bool) -> None:
@@ -119,18 +116,19 @@ def keep_observed(cell: Any, amount: float, context: Any, always: bool) -> None:
     A histogram's exemplar: the latest of its bucket (explicit buckets), or one
     of the latest few (exponential).
     """
-    taken = _taken(context, always)
-    if taken is None:
+    last = LAST[0]
+    span = last[1] if last[0] is context else _span_context(context)
+    if span is None and not always:
         return
     kept = cell.exemplars
     if cell.exponential is not None:
         if kept is None:
             kept = cell.exemplars = deque(maxlen=min(EXPONENTIAL_KEPT, cell.shape[0]))
-        kept.append((amount, *taken))
+        kept.append((amount, time_ns(), span))
         return
     if kept is None:
         kept = cell.exemplars = [None] * len(cell.counts)
-    kept[bisect_left(cell.bounds, amount)] = (amount, *taken)
+    kept[bisect_left(cell.bounds, amount)] = (amount, time_ns(), span)
 
 
 def exemplars_of(kept: Any, since: int = 0) -> tuple[Exemplar, ...]:

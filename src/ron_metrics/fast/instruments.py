@@ -26,7 +26,7 @@ from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.metrics import _Gauge as Gauge
 
 from ron_metrics.fast.cells import Cell, HistogramCell, OneTyped, Typed
-from ron_metrics.fast.exemplars import Probe, keep_latest, keep_observed
+from ron_metrics.fast.exemplars import QUIET, Probe, keep_latest, keep_observed
 from ron_metrics.fast.stream import Stream
 
 __all__ = [
@@ -160,7 +160,13 @@ class _Adder(_Fast):
             cell.value += amount
         if cell.shared is not None:
             add_shared(cell, amount)
-        if probe is not None and (context := context or probe()):
+        # A context with no sampled span, the same as the measurement before
+        # (the rest of an unsampled request): no call.
+        if (
+            probe is not None
+            and (context := context or probe())
+            and (context is not QUIET[0] or self._always)
+        ):
             keep_latest(cell, amount, context, self._always)
 
 
@@ -224,7 +230,13 @@ class FastHistogram(_Fast, Histogram):
         except (KeyError, TypeError):  # a kept key absent; an unhashable value
             cell = one.cell(attributes)
         observe(cell, amount)
-        if probe is not None and (context := context or probe()):
+        # A context with no sampled span, the same as the measurement before
+        # (the rest of an unsampled request): no call.
+        if (
+            probe is not None
+            and (context := context or probe())
+            and (context is not QUIET[0] or self._always)
+        ):
             keep_observed(cell, amount, context, self._always)
 
 
