@@ -10,7 +10,9 @@ What is kept, per series, is bounded and replaced, never grown:
 
 - a counter or up-down counter: the latest exemplar;
 - an explicit-bucket histogram: the latest exemplar of each bucket;
-- an exponential histogram: the latest :data:`EXPONENTIAL_KEPT` exemplars.
+- an exponential histogram: up to :data:`EXPONENTIAL_KEPT` (at most ``max_size``),
+  the latest of each power of two of the value (its binary exponent modulo the
+  number of slots), so they spread over the range as bucket exemplars do.
 
 An exemplar stays until a newer one replaces it, so every scrape shows the
 latest trace of each bucket (a delta export keeps only the ones taken since the
@@ -25,8 +27,8 @@ remembered, so the many measurements of one request decide once.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Callable
+from math import frexp
 from time import time_ns
 from typing import Any
 
@@ -34,6 +36,8 @@ from opentelemetry import context as otel_context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.trace.propagation import _SPAN_KEY
+
+from ron_metrics.multiprocess.exemplar_record import EXPONENTIAL_KEPT, writer_of
 
 __all__ = [
     "EXPONENTIAL_KEPT",
@@ -47,9 +51,6 @@ __all__ = [
     "probe_for",
 ]
 
-# As the specification's default reservoir for exponential histograms: 20 (or
-# fewer when the histogram has fewer buckets).
-EXPONENTIAL_KEPT = 20
 
 # (value, time in ns, span context or None): one tuple, written in one store.
 Kept = tuple[float, int, Any]
@@ -107,34 +108,44 @@ def keep_latest(cell: Any, amount: float, context: Any, always: bool) -> None:
     """A counter's exemplar: this measurement, when the filter keeps it."""
     last = LAST[0]
     span = last[1] if last[0] is context else _span_context(context)
-    if span is not None or always:
-        cell.exemplar = (amount, time_ns(), span)
+    if span is None and not always:
+        return
+    at = time_ns()
+    cell.exemplar = (amount, at, span)
+    if cell.shared is not None:
+        writer_of(cell.shared).write(0, amount, at, span)
 
 
 def keep_observed(cell: Any, amount: float, context: Any, always: bool) -> None:
     """
-    A histogram's exemplar: the latest of its bucket (explicit buckets), or one
-    of the latest few (exponential).
+    A histogram's exemplar: the latest of its bucket (explicit buckets), or of
+    its power of two (exponential: ``min(20, max_size)`` slots, a value's binary
+    exponent modulo that).
     """
     last = LAST[0]
     span = last[1] if last[0] is context else _span_context(context)
     if span is None and not always:
         return
+    at = time_ns()
     kept = cell.exemplars
     if cell.exponential is not None:
-        if kept is None:
-            kept = cell.exemplars = deque(maxlen=min(EXPONENTIAL_KEPT, cell.shape[0]))
-        kept.append((amount, time_ns(), span))
-        return
+        slots = min(EXPONENTIAL_KEPT, cell.shape[0])
+        slot = frexp(amount)[1] % slots
+    else:
+        slots = len(cell.counts)
+        slot = bisect_left(cell.bounds, amount)
     if kept is None:
-        kept = cell.exemplars = [None] * len(cell.counts)
-    kept[bisect_left(cell.bounds, amount)] = (amount, time_ns(), span)
+        kept = cell.exemplars = [None] * slots
+    kept[slot] = (amount, at, span)
+    if cell.shared is not None:
+        writer_of(cell.shared).write(slot, amount, at, span)
 
 
 def exemplars_of(kept: Any, since: int = 0) -> tuple[Exemplar, ...]:
     """
-    The SDK's exemplars for what a cell keeps (a tuple, a list or a deque of
-    ``Kept``, or ``None``), oldest first; only those taken after ``since`` (ns).
+    The SDK's exemplars for what a cell keeps (one ``Kept`` tuple, a list of
+    them with empty slots, or ``None``), oldest first; only those taken after
+    ``since`` (ns).
     """
     if kept is None:
         return ()

@@ -63,21 +63,23 @@ class StoreRecord:
     A series' record in whichever store is current.
     """
 
-    __slots__ = ("_count", "_initial", "_key", "_offset", "_store")
+    __slots__ = ("_count", "_initial", "_offset", "_store", "exemplars", "key")
 
     def __init__(self, key: str, count: int, initial: tuple[float, ...]) -> None:
-        self._key = key
+        self.key = key
         self._count = count
         self._initial = initial
         self._store: MemberStore | None = None
         self._offset = 0
+        # The series' exemplar record, made on its first exemplar (fast path).
+        self.exemplars: Any = None
 
     def resolve(self) -> tuple[MemberStore, int] | None:
         store = CURRENT.store
         if store is None:
             return None
         if store is not self._store:
-            self._offset = store.slot(self._key, self._count, self._initial)
+            self._offset = store.slot(self.key, self._count, self._initial)
             self._store = store
         return store, self._offset
 
@@ -123,20 +125,21 @@ class ExponentialRecord:
     writer lives with the store: it moves the record's window).
     """
 
-    __slots__ = ("_key", "_shape")
+    __slots__ = ("_shape", "exemplars", "key")
 
     def __init__(self, key: str, shape: tuple[int, int]) -> None:
-        self._key = key
+        self.key = key
         self._shape = shape
+        self.exemplars: Any = None  # as StoreRecord's
 
     def observe(self, value: float) -> None:
         store = CURRENT.store
         if store is None:
             return
-        writer = store.writers.get(self._key)
+        writer = store.writers.get(self.key)
         if writer is None:
-            made = ExponentialWriter(store, self._key, *self._shape)
-            writer = store.writers.setdefault(self._key, made)
+            made = ExponentialWriter(store, self.key, *self._shape)
+            writer = store.writers.setdefault(self.key, made)
         writer.observe(value)
 
 

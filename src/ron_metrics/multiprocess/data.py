@@ -4,6 +4,7 @@ The group's merged series as SDK ``MetricsData``, so the one encoder writes them
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from ron_metrics.hub import NO_DESCRIPTION
+from ron_metrics.multiprocess import exemplar_record as exemplars
 from ron_metrics.multiprocess.exponential_record import dense_buckets
 from ron_metrics.multiprocess.merge import Merged
 from ron_metrics.multiprocess.store import SeriesKey, parsed_key
@@ -60,7 +62,10 @@ class GroupData:
         now = time.time_ns()
         metrics: dict[tuple[str, str], dict[tuple[Any, ...], list[Any]]] = {}
         kept: dict[SeriesKey, Mapping[str, Any]] = {}
+        marks = _exemplars(merged)
         for key in sorted(merged):
+            if merged[key].kind == exemplars.KIND:
+                continue
             scope, version, name, kind, unit, description, bounds, pairs = parsed_key(
                 key
             )
@@ -70,7 +75,15 @@ class GroupData:
             kept[key] = attributes
             identity = (name, kind, unit, description, tuple(bounds or ()))
             points = metrics.setdefault((scope, version), {}).setdefault(identity, [])
-            points.append(_point(merged[key], attributes, bounds, self._start, now))
+            points.append(
+                _point(
+                    merged[key],
+                    attributes,
+                    bounds,
+                    (self._start, now),
+                    marks.get(key, ()),
+                )
+            )
         self._attributes = kept
         if own:
             metrics.setdefault((SELF_METER_NAME, ""), {})
@@ -105,6 +118,17 @@ class GroupData:
         return found
 
 
+def _exemplars(merged: Mapping[SeriesKey, Merged]) -> dict[SeriesKey, Any]:
+    # Each series' exemplars, by its key. A record the guard never saw (an
+    # archive holds none of ours) that does not decode is left out.
+    found: dict[SeriesKey, Any] = {}
+    for key, value in merged.items():
+        if value.kind == exemplars.KIND:
+            with contextlib.suppress(ValueError, TypeError, IndexError):
+                found[exemplars.target_key(key)] = exemplars.decode(value.values)
+    return found
+
+
 def _attribute(value: Any) -> Any:
     # JSON turned tuples into lists; attribute sequences are tuples in the SDK.
     return tuple(value) if isinstance(value, list) else value
@@ -114,9 +138,10 @@ def _point(
     merged: Merged,
     attributes: Mapping[str, Any],
     bounds: list[float] | None,
-    start: int,
-    now: int,
+    times: tuple[int, int],
+    marks: Sequence[Any],
 ) -> Any:
+    start, now = times
     values = merged.values
     if merged.kind == "exponential":
         scale, offset, counts = dense_buckets(values)
@@ -134,6 +159,7 @@ def _point(
             flags=0,
             min=values[2] if count else 0.0,
             max=values[3] if count else 0.0,
+            exemplars=marks,
         )
     if merged.kind == "histogram":
         buckets = [int(count) for count in values[3:]]
@@ -148,6 +174,7 @@ def _point(
             explicit_bounds=list(bounds or ()),
             min=values[1] if count else 0.0,
             max=values[2] if count else 0.0,
+            exemplars=marks,
         )
     value = values[0]
     number = int(value) if value.is_integer() and abs(value) < 2**53 else value
@@ -156,6 +183,7 @@ def _point(
         start_time_unix_nano=start,
         time_unix_nano=now,
         value=number,
+        exemplars=marks,
     )
 
 

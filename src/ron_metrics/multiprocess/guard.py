@@ -6,7 +6,8 @@ member file; the merge takes only what an honest member could hold:
   (else the whole file is skipped, as a file that is not a store file);
 - a counter's value, and a histogram's bucket counts, are finite, not negative
   and never below what the same file showed before; a histogram's sum is finite;
-  an exponential histogram's count is its buckets' sum and never goes down.
+  an exponential histogram's count is its buckets' sum and never goes down;
+  an exemplar slot is empty or holds whole time and id parts and a finite value.
   A value that is not is refused: the last admitted values of that series stand
   in, so a group total never goes backwards and never becomes NaN.
 - across files, the group's counter and histogram totals never go below what a
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from ron_metrics.multiprocess import exemplar_record as exemplars
 from ron_metrics.multiprocess.exponential_record import HEADER
 from ron_metrics.multiprocess.merge import Merged
 from ron_metrics.multiprocess.store import SeriesKey, parsed_key
@@ -54,6 +56,8 @@ def check_key(key: SeriesKey, values: tuple[float, ...]) -> str:
         expected = 3 + len(bounds) + 1
     elif kind == "exponential" and _exponential_shape(bounds):
         expected = HEADER + int(bounds[0])
+    elif kind == exemplars.KIND and (slots := _exemplar_slots(bounds)):
+        expected = slots * exemplars.SLOT
     else:
         raise ValueError(f"a record's key has an unknown kind {kind!r:.32}")
     if len(values) != expected:
@@ -104,8 +108,9 @@ class ValueGuard:
     def _possible(
         kind: str, values: tuple[float, ...], last: tuple[float, ...] | None
     ) -> bool:
-        if kind == "exponential":
-            return _possible_exponential(values, last)
+        layout_check = _LAYOUT_CHECKS.get(kind)
+        if layout_check is not None:
+            return layout_check(values, last)
         if kind in _MONOTONIC:
             counts: tuple[float, ...] = values
         elif kind == "histogram":
@@ -121,6 +126,13 @@ class ValueGuard:
         before = last if kind in _MONOTONIC else last[3:]
         # Same key, same layout (checked above): the lengths match.
         return all(map(operator.ge, counts, before))
+
+
+def _exemplar_slots(bounds: object) -> int | None:
+    # An exemplar record's key holds [its series' kind, that series' bounds].
+    if isinstance(bounds, list) and len(bounds) == 2:
+        return exemplars.slots_of(*bounds)
+    return None
 
 
 def _exponential_shape(bounds: object) -> bool:
@@ -199,3 +211,12 @@ def _not_below(kind: str, now: list[float], last: tuple[float, ...]) -> bool:
             return False
         return all(map(operator.ge, now[3:], last[3:]))
     return now[0] >= last[0]
+
+
+# Kinds with a layout of their own: their own check of what a member may hold.
+_LAYOUT_CHECKS: dict[
+    str, Callable[[tuple[float, ...], tuple[float, ...] | None], bool]
+] = {
+    "exponential": _possible_exponential,
+    exemplars.KIND: lambda values, _last: exemplars.possible(values),
+}

@@ -10,7 +10,9 @@ How each kind of series combines across processes:
 - up-down counters (and observable up-down counters): summed over live processes
   only — what an exited worker held (active requests, queue depth) is gone;
 - gauges: over live processes, by the configured policy — ``last`` (the most
-  recently written value), ``max``, ``min`` or ``sum``.
+  recently written value), ``max``, ``min`` or ``sum``;
+- exemplars: per slot, the most recent across every process (see
+  :mod:`ron_metrics.multiprocess.exemplar_record`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ron_metrics.multiprocess import exemplar_record as exemplars
 from ron_metrics.multiprocess.exponential_record import HEADER as EXPONENTIAL_HEADER
 from ron_metrics.multiprocess.exponential_record import combine
 from ron_metrics.multiprocess.store import SeriesKey, parsed_key
@@ -84,6 +87,8 @@ def merge(
                 _combine_gauge(merged, values, gauge_policy)
             elif merged is None:
                 out[key] = Merged(kind, list(values))
+            elif kind == exemplars.KIND:
+                exemplars.combine(merged.values, values)
             elif kind == "exponential":
                 merged.values = combine(
                     merged.values, values, len(values) - EXPONENTIAL_HEADER

@@ -1,0 +1,199 @@
+"""
+Exemplars in a multi-process group: every member's kept in its file, the serving
+process writes the most recent per bucket across members (a killed one included),
+and what a member file may claim about them is checked like every other value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from conftest import forking_group, get_when_served
+from ron_metrics.multiprocess import exemplar_record as records
+from ron_metrics.multiprocess.guard import ValueGuard, check_key
+from ron_metrics.multiprocess.store import series_key
+from ron_metrics.testing import reserved_port
+
+OPENMETRICS = "application/openmetrics-text;version=1.0.0"
+
+# Each process measures inside a sampled remote span with a known trace id
+# (0x1000 + its number; the parent is 0), one after the other.
+GROUP_EXEMPLARS = textwrap.dedent(
+    """
+    import os, sys, time
+    import ron_metrics
+    from opentelemetry import context, metrics, trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+    port, directory = sys.argv[1], sys.argv[2]
+    runtime = ron_metrics.start(ron_metrics.load_config(env={}, service={"name": "f"},
+        exporter={"prometheus": {"bind": f"127.0.0.1:{port}"}},
+        multiprocess={"dir": directory},
+        cardinality={"instruments": {"lat": {"buckets": [0.1, 1.0]}}}))
+    meter = metrics.get_meter("app")
+    hits, latency = meter.create_counter("hits"), meter.create_histogram("lat")
+
+    def traced(n):
+        span = SpanContext(0x1000 + n, 0x100 + n, True, TraceFlags(1))
+        context.attach(trace.set_span_in_context(NonRecordingSpan(span)))
+
+    traced(0)
+    latency.record(0.05)
+    latency.record(5.0)
+    hits.add(1)
+    for n in range(1, 4):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.3 * n)
+            traced(n)
+            latency.record(0.5)
+            hits.add(1)
+            os.write(1, f"child {os.getpid()}\\n".encode())  # one write: one line
+            time.sleep(60)
+            os._exit(0)
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_the_serving_member_writes_the_latest_exemplar_of_every_member(
+    tmp_path: Path,
+) -> None:
+    """Per bucket the most recent exemplar across the group: the parent's where
+    only it recorded, the last child's where all did, after that child is killed."""
+    port = reserved_port()
+    with forking_group(GROUP_EXEMPLARS, str(port), str(tmp_path / "group")) as pids:
+        os.kill(pids[2], signal.SIGKILL)  # the last to record: its file stays
+        get_when_served(f"http://127.0.0.1:{port}/metrics")
+        body = httpx.get(
+            f"http://127.0.0.1:{port}/metrics",
+            headers={"Accept": OPENMETRICS},
+            timeout=10,
+        ).text
+    marks = {}
+    values = {}
+    for family in text_string_to_metric_families(body):  # type: ignore[no-untyped-call]  # untyped upstream
+        for sample in family.samples:
+            key = (sample.name, sample.labels.get("le", ""))
+            values[key] = sample.value
+            if sample.exemplar is not None:
+                marks[key] = (sample.exemplar.labels["trace_id"], sample.exemplar.value)
+    assert values[("hits_total", "")] == 4
+    assert marks[("hits_total", "")] == (f"{0x1003:032x}", 1)
+    assert marks[("lat_bucket", "0.1")] == (f"{0x1000:032x}", 0.05)
+    assert marks[("lat_bucket", "1.0")] == (f"{0x1003:032x}", 0.5)
+    assert marks[("lat_bucket", "+Inf")] == (f"{0x1000:032x}", 5.0)
+
+
+def _series(kind: str = "histogram", bounds: object = (0.1, 1.0)) -> str:
+    return series_key(
+        scope=("app", "1.0"),
+        name="lat",
+        kind=kind,
+        unit="s",
+        description="",
+        bounds=list(bounds) if isinstance(bounds, tuple) else bounds,  # type: ignore[arg-type]  # a shape list
+        attributes={"route": "/a", "code": 200, "ok": True, "ratio": 0.5},
+    )
+
+
+class _Span:
+    def __init__(self, trace_id: int, span_id: int) -> None:
+        self.trace_id, self.span_id = trace_id, span_id
+
+
+def test_an_exemplar_key_leads_back_to_its_series_exactly() -> None:
+    """Whatever the attribute types, the series key is recovered byte for byte."""
+    for kind, bounds in (
+        ("histogram", (0.1, 1.0)),
+        ("counter", None),
+        ("exponential", [8, 20]),
+    ):
+        series = _series(kind, bounds)
+        assert records.target_key(records.exemplar_key(series)) == series
+
+
+def test_slots_round_trip_the_widest_ids() -> None:
+    """128-bit trace and 64-bit span ids, ns time and value survive a slot."""
+    trace_id, span_id = 2**128 - 1, 2**64 - 2
+    at = 1_796_683_022_106_960_799
+    values = records.encode(0.25, at, _Span(trace_id, span_id))
+    values += records.encode(1.0, at - 5, None)  # always_on outside a span
+    (no_ids, kept) = records.decode(values)
+    assert (kept.trace_id, kept.span_id, kept.time_unix_nano) == (trace_id, span_id, at)
+    assert kept.value == 0.25
+    assert (no_ids.trace_id, no_ids.span_id, no_ids.time_unix_nano) == (
+        None,
+        None,
+        at - 5,
+    )
+    assert records.decode((0.0,) * records.SLOT) == ()
+
+
+def test_the_most_recent_per_slot_wins() -> None:
+    older = list(records.encode(1.0, 10_000_000_000, _Span(1, 1)))
+    older += records.encode(2.0, 30_000_000_000, _Span(2, 2))
+    newer = list(records.encode(3.0, 20_000_000_000, _Span(3, 3)))
+    newer += records.encode(4.0, 29_999_999_999, _Span(4, 4))
+    records.combine(older, newer)
+    assert [e.trace_id for e in records.decode(older)] == [3, 2]
+
+
+@pytest.mark.parametrize(
+    ("at", "value"),
+    [
+        (0, -1.0),
+        (0, 1.5),
+        (1, 1e9),
+        (2, math.nan),
+        (2, math.inf),
+        (3, 2.0**32),
+        (8, -1.0),
+        (8, 0.5),
+    ],
+)
+def test_the_guard_refuses_a_slot_no_member_writes(at: int, value: float) -> None:
+    """Whole, in-range time and id parts and a finite value, or the last admitted
+    slots stand in."""
+    key = records.exemplar_key(_series())
+    honest = records.encode(0.5, 5_000_000_000, _Span(7, 9)) * 3
+    guard = ValueGuard()
+    assert guard.admit([(key, honest)]) == [(key, honest)]
+    forged = list(honest)
+    forged[records.SLOT + at] = value
+    assert guard.admit([(key, tuple(forged))]) == [(key, honest)]
+    assert guard.refused == 1
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [None, ["histogram"], ["gauge", None], ["histogram", 3], ["exponential", [1, 20]]],
+)
+def test_an_exemplar_key_must_name_a_kind_that_keeps_them(bounds: object) -> None:
+    fields = json.loads(records.exemplar_key(_series()))
+    fields[6] = bounds
+    key = json.dumps(fields, separators=(",", ":"))
+    with pytest.raises(ValueError, match="unknown kind"):
+        check_key(key, (0.0,) * records.SLOT * 3)
+
+
+def test_the_slot_count_follows_the_series() -> None:
+    """One per bucket (bounds + 1), one for a counter, min(20, max_size)."""
+    key = records.exemplar_key(_series())
+    assert check_key(key, (0.0,) * records.SLOT * 3) == records.KIND
+    with pytest.raises(ValueError, match="holds"):
+        check_key(key, (0.0,) * records.SLOT * 2)
+    assert records.slots_of("counter", None) == 1
+    assert records.slots_of("exponential", [160, 20]) == 20
+    assert records.slots_of("exponential", [8, 20]) == 8
+    assert records.slots_of("gauge", None) is None
