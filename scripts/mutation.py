@@ -46,12 +46,20 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fast-stream": ("fast/stream.py", ("tests/test_fast_path.py",)),
     "group-merge": (
         "multiprocess/merge.py",
-        ("tests/test_multiprocess.py", "tests/test_exponential_group.py"),
+        (
+            "tests/test_multiprocess.py",
+            "tests/test_exponential_group.py",
+            "tests/test_exemplar_group.py",
+        ),
     ),
     "files": ("_files.py", ("tests/test_files.py",)),
     "group-guard": (
         "multiprocess/guard.py",
-        ("tests/test_multiprocess.py", "tests/test_exponential_group.py"),
+        (
+            "tests/test_multiprocess.py",
+            "tests/test_exponential_group.py",
+            "tests/test_exemplar_group.py",
+        ),
     ),
     "group-store": (
         "multiprocess/store.py",
@@ -85,6 +93,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "exponential-record": (
         "multiprocess/exponential_record.py",
         ("tests/test_exponential_group.py",),
+    ),
+    "exemplar-record": (
+        "multiprocess/exemplar_record.py",
+        ("tests/test_exemplar_group.py",),
     ),
     # In-process tests: the middleware's server tests start example apps in
     # subprocesses, which do not run under mutmut's trampolined package.

@@ -9,7 +9,7 @@ from bisect import bisect_left
 from typing import Any
 
 from ron_metrics.fast.cells import HistogramCell
-from ron_metrics.fast.exemplars import keep_latest, keep_observed
+from ron_metrics.fast.exemplars import QUIET, keep_latest, keep_observed
 from ron_metrics.fast.instruments import (
     INF,
     Attributes,
@@ -57,7 +57,11 @@ class BoundCounter:
                 cell.value += amount
             if cell.shared is not None:
                 add_shared(cell, amount)
-        if self._probe is not None and (context := self._probe()):
+        if (
+            self._probe is not None
+            and (context := self._probe())
+            and (context is not QUIET[0] or self._always)
+        ):
             for each in self._cells:
                 keep_latest(each, amount, context, self._always)
 
@@ -97,7 +101,11 @@ class BoundHistogram:
                     cell.high = amount
             if cell.shared is not None and (found := cell.shared.resolve()) is not None:
                 found[0].observe(found[1], index, float(amount))
-        if self._probe is not None and (context := self._probe()):
+        if (
+            self._probe is not None
+            and (context := self._probe())
+            and (context is not QUIET[0] or self._always)
+        ):
             for each in self._cells:
                 keep_observed(each, amount, context, self._always)
 
