@@ -177,7 +177,15 @@ def test_the_guard_refuses_a_slot_no_member_writes(at: int, value: float) -> Non
 
 @pytest.mark.parametrize(
     "bounds",
-    [None, ["histogram"], ["gauge", None], ["histogram", 3], ["exponential", [1, 20]]],
+    [
+        None,
+        ["histogram"],
+        ["gauge", None],
+        ["histogram", 3],
+        ["exponential", [1, 20]],
+        [["counter"], None],
+        [{"counter": 1}, None],
+    ],
 )
 def test_an_exemplar_key_must_name_a_kind_that_keeps_them(bounds: object) -> None:
     fields = json.loads(records.exemplar_key(_series()))
@@ -197,3 +205,35 @@ def test_the_slot_count_follows_the_series() -> None:
     assert records.slots_of("exponential", [160, 20]) == 20
     assert records.slots_of("exponential", [8, 20]) == 8
     assert records.slots_of("gauge", None) is None
+
+
+@pytest.mark.parametrize(
+    ("key_bounds", "values"),
+    [
+        (None, [math.inf] * records.SLOT),
+        (None, [math.nan] * records.SLOT),
+        (None, [1.0] * (records.SLOT + 1)),
+        ([["x"]], [0.0] * records.SLOT),
+        ("not a list", [0.0] * records.SLOT),
+    ],
+)
+def test_a_forged_exemplar_record_the_guard_never_saw_is_left_out(
+    key_bounds: object, values: list[float]
+) -> None:
+    """An archive never holds exemplar records, and is not read through the member
+    guard: one forged there is left out of the scrape, the series still served."""
+    from opentelemetry.sdk.resources import Resource
+
+    from ron_metrics.multiprocess.data import GroupData
+    from ron_metrics.multiprocess.merge import Merged
+
+    series = _series("counter", None)
+    fields = json.loads(records.exemplar_key(series))
+    if key_bounds is not None:
+        fields[6] = key_bounds
+    forged = json.dumps(fields, separators=(",", ":"))
+    merged = {series: Merged("counter", [3.0]), forged: Merged(records.KIND, values)}
+    data = GroupData(Resource({}), 0).build(merged)
+    (metric,) = data.resource_metrics[0].scope_metrics[0].metrics
+    (point,) = metric.data.data_points
+    assert (point.value, tuple(point.exemplars)) == (3, ())

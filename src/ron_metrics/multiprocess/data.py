@@ -120,10 +120,15 @@ class GroupData:
 
 def _exemplars(merged: Mapping[SeriesKey, Merged]) -> dict[SeriesKey, Any]:
     # Each series' exemplars, by its key. A record the guard never saw (an
-    # archive holds none of ours) that does not decode is left out.
+    # archive, which never holds ours) is checked here: one that is not what a
+    # member writes is left out.
     found: dict[SeriesKey, Any] = {}
     for key, value in merged.items():
-        if value.kind == exemplars.KIND:
+        if (
+            value.kind == exemplars.KIND
+            and len(value.values) % exemplars.SLOT == 0
+            and exemplars.possible(value.values)
+        ):
             with contextlib.suppress(ValueError, TypeError, IndexError):
                 found[exemplars.target_key(key)] = exemplars.decode(value.values)
     return found

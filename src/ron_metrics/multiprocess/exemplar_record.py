@@ -75,7 +75,8 @@ def target_key(key: SeriesKey) -> SeriesKey:
 def slots_of(kind: object, bounds: object) -> int | None:
     """How many slots the exemplar record of a ``kind`` series holds; ``None``
     for a kind that keeps none."""
-    if kind in {"counter", "updown"}:
+    # Compared, never hashed: a forged key may put a list or a dict here.
+    if kind in ("counter", "updown"):
         return 1
     if kind == "histogram" and isinstance(bounds, list):
         return len(bounds) + 1
