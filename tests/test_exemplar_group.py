@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics.export import NumberDataPoint
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from conftest import forking_group, get_when_served
@@ -236,4 +237,5 @@ def test_a_forged_exemplar_record_the_guard_never_saw_is_left_out(
     data = GroupData(Resource({}), 0).build(merged)
     (metric,) = data.resource_metrics[0].scope_metrics[0].metrics
     (point,) = metric.data.data_points
+    assert isinstance(point, NumberDataPoint)
     assert (point.value, tuple(point.exemplars)) == (3, ())
