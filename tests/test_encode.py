@@ -7,6 +7,7 @@ both formats — and so the same samples.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from hypothesis import given, settings
@@ -90,8 +91,13 @@ def workloads(draw: st.DrawFn) -> list[tuple[Any, ...]]:
     return steps
 
 
-def collect(steps: list[tuple[Any, ...]]) -> MetricsData:
-    with runtime_for_tests(config_for_tests(cardinality={"max_series": 4})) as runtime:
+def collect(
+    steps: list[tuple[Any, ...]], exemplars: str = "trace_based"
+) -> MetricsData:
+    config = config_for_tests(
+        cardinality={"max_series": 4}, sdk={"exemplar_filter": exemplars}
+    )
+    with runtime_for_tests(config) as runtime:
         made: dict[tuple[str, str, str, str, str], Any] = {}
         for meter, kind, name, unit, description, attributes, value in steps:
             key = (meter, kind, name, unit, description)
@@ -165,3 +171,42 @@ def test_fixed_workload_parses_to_the_same_samples() -> None:
         ours = DirectEncoder().encode(data, fmt).decode()
         theirs = reference(data, fmt, target=True, scope=False).decode()
         assert samples(ours, fmt) == samples(theirs, fmt)
+
+
+_EXEMPLAR = re.compile(r" # \{[^}]*\} \S+ \S+$")
+
+
+@settings(max_examples=40, deadline=None)
+@given(workloads())
+def test_exemplars_only_add_to_the_reference_exposition(
+    steps: list[tuple[Any, ...]],
+) -> None:
+    """Every measurement kept (always_on): the OpenMetrics exposition without its
+    exemplars is the reference's byte for byte; prometheus_client's OpenMetrics
+    parser reads every exemplar, on a counter sample or the bucket its value is in."""
+    data = collect(steps, exemplars="always_on")
+    ours = DirectEncoder().encode(data, Format.OPENMETRICS).decode()
+    stripped = "\n".join(_EXEMPLAR.sub("", line) for line in ours.split("\n"))
+    reference_body = reference(data, Format.OPENMETRICS, target=True, scope=False)
+    assert stripped.encode() == reference_body
+    assert DirectEncoder().encode(data, Format.TEXT) == reference(
+        data, Format.TEXT, target=True, scope=False
+    )
+    try:
+        list(parse_openmetrics(reference_body.decode()))  # type: ignore[no-untyped-call]  # untyped upstream
+    except ValueError:
+        return  # the reference's own exposition is not valid OpenMetrics here
+    marked = 0
+    for family in parse_openmetrics(ours):  # type: ignore[no-untyped-call]  # untyped upstream
+        previous = -math.inf
+        for sample in family.samples:
+            is_bucket = sample.name.endswith("_bucket")
+            bound = float(sample.labels["le"]) if is_bucket else math.nan
+            if sample.exemplar is not None:
+                marked += 1
+                assert sample.name.endswith(("_total", "_bucket")), sample
+                if is_bucket:
+                    assert previous < sample.exemplar.value <= bound, sample
+            previous = bound if is_bucket else -math.inf
+    # Every exemplar written is one the parser read.
+    assert marked == ours.count(" # {")

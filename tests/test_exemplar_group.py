@@ -124,11 +124,57 @@ def test_an_exemplar_key_leads_back_to_its_series_exactly() -> None:
         assert records.target_key(records.exemplar_key(series)) == series
 
 
+def test_a_slot_is_laid_out_as_documented() -> None:
+    """Whole seconds, nanoseconds, the value, four 32-bit parts of the trace id
+    and two of the span id, most significant first."""
+    span = _Span(0x11111111_22222222_33333333_44444444, 0x55555555_66666666)
+    assert records.encode(0.25, 1_500_000_007, span) == (
+        1.0,
+        500_000_007.0,
+        0.25,
+        float(0x11111111),
+        float(0x22222222),
+        float(0x33333333),
+        float(0x44444444),
+        float(0x55555555),
+        float(0x66666666),
+    )
+
+
+def test_a_slot_round_trips_every_part_in_place() -> None:
+    span = _Span(0x11111111_22222222_33333333_44444444, 0x55555555_66666666)
+    (kept,) = records.decode(records.encode(0.25, 1_500_000_007, span))
+    assert (kept.trace_id, kept.span_id) == (span.trace_id, span.span_id)
+
+
+def test_merge_keeps_the_most_recent_per_slot_across_members() -> None:
+    """Live or exited, every member's exemplar record counts; per slot the most
+    recent wins, and the series' own values merge as before."""
+    from ron_metrics.multiprocess.merge import merge
+
+    series = _series("counter", None)
+    key = records.exemplar_key(series)
+    early = records.encode(1.0, 10_000_000_000, _Span(1, 1))
+    late = records.encode(2.0, 20_000_000_000, _Span(2, 2))
+    merged = merge(
+        [
+            (True, [(series, (1.0,)), (key, early)]),
+            (False, [(series, (2.0,)), (key, late)]),
+            (True, [(series, (3.0,)), (key, early)]),
+        ],
+        gauge_policy="last",
+    )
+    assert merged[series].values == [6.0]
+    assert merged[key].kind == records.KIND
+    assert [e.trace_id for e in records.decode(merged[key].values)] == [2]
+
+
 def test_slots_round_trip_the_widest_ids() -> None:
-    """128-bit trace and 64-bit span ids, ns time and value survive a slot."""
+    """128-bit trace and 64-bit span ids, ns time and value survive a slot; an
+    empty slot before a filled one is skipped, not the end."""
     trace_id, span_id = 2**128 - 1, 2**64 - 2
     at = 1_796_683_022_106_960_799
-    values = records.encode(0.25, at, _Span(trace_id, span_id))
+    values = (0.0,) * records.SLOT + records.encode(0.25, at, _Span(trace_id, span_id))
     values += records.encode(1.0, at - 5, None)  # always_on outside a span
     (no_ids, kept) = records.decode(values)
     assert (kept.trace_id, kept.span_id, kept.time_unix_nano) == (trace_id, span_id, at)
@@ -148,6 +194,47 @@ def test_the_most_recent_per_slot_wins() -> None:
     newer += records.encode(4.0, 29_999_999_999, _Span(4, 4))
     records.combine(older, newer)
     assert [e.trace_id for e in records.decode(older)] == [3, 2]
+    # A tie keeps what is there; the slots are compared one by one.
+    same = list(records.encode(9.0, 20_000_000_000, _Span(9, 9)))
+    same += records.encode(8.0, 40_000_000_000, _Span(8, 8))
+    records.combine(older, same)
+    assert [e.trace_id for e in records.decode(older)] == [3, 8]
+
+
+def test_a_member_writes_each_exemplar_into_its_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record beside the series: a slot per bucket, each written in place,
+    the others untouched; one writer per series; no store, nothing written."""
+    from ron_metrics.multiprocess.aggregation import CURRENT, StoreRecord
+    from ron_metrics.multiprocess.store import MemberStore, parse_records, read_file
+
+    path = tmp_path / "member-1-1.db"
+    store = MemberStore(str(path))
+    monkeypatch.setattr(CURRENT, "store", store)
+    histogram = StoreRecord(_series(), 6, ())
+    writer = records.writer_of(histogram)
+    assert records.writer_of(histogram) is writer
+    writer.write(2, 5.0, 7_000_000_001, _Span(3, 4))
+    writer.write(0, 0.05, 6_000_000_000, None)
+    counter = StoreRecord(_series("counter", None), 1, ())
+    records.writer_of(counter).write(0, 2.0, 8_000_000_000, _Span(1, 2))
+    monkeypatch.setattr(CURRENT, "store", None)
+    writer.write(1, 0.5, 9_000_000_000, _Span(5, 5))  # no store: dropped
+    found = dict(parse_records(read_file(path)))
+    values = found[records.exemplar_key(histogram.key)]
+    assert len(values) == 3 * records.SLOT
+    assert values[records.SLOT : 2 * records.SLOT] == (0.0,) * records.SLOT
+    assert values[2 * records.SLOT : 3 * records.SLOT] == records.encode(
+        5.0, 7_000_000_001, _Span(3, 4)
+    )
+    assert [(e.value, e.trace_id) for e in records.decode(values)] == [
+        (0.05, None),
+        (5.0, 3),
+    ]
+    (kept,) = records.decode(found[records.exemplar_key(counter.key)])
+    assert (kept.value, kept.trace_id, kept.span_id) == (2.0, 1, 2)
+    store.close()
 
 
 @pytest.mark.parametrize(
@@ -161,6 +248,8 @@ def test_the_most_recent_per_slot_wins() -> None:
         (3, 2.0**32),
         (8, -1.0),
         (8, 0.5),
+        (0, float(2**40)),
+        (1, -1.0),
     ],
 )
 def test_the_guard_refuses_a_slot_no_member_writes(at: int, value: float) -> None:
@@ -206,6 +295,11 @@ def test_the_slot_count_follows_the_series() -> None:
     assert records.slots_of("exponential", [160, 20]) == 20
     assert records.slots_of("exponential", [8, 20]) == 8
     assert records.slots_of("gauge", None) is None
+    assert records.slots_of("updown", None) == 1
+    assert records.slots_of("exponential", [2, 20]) == 2
+    for shape in (8, [], [1, 20], [True, 20], [8.0, 20]):
+        assert records.slots_of("exponential", shape) is None
+    assert records.possible(records.encode(1.0, (2**40 - 1) * 10**9, None))
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ dropped when their files are compacted (an exemplar points at a recent trace).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 from opentelemetry.sdk.metrics import Exemplar
 
 from ron_metrics.multiprocess.aggregation import ExponentialRecord, StoreRecord
-from ron_metrics.multiprocess.store import SeriesKey, parsed_key
+from ron_metrics.multiprocess.store import SeriesKey, parsed_key, series_key
 
 __all__ = [
     "EXPONENTIAL_KEPT",
@@ -52,24 +51,31 @@ _PART = 1 << 32
 _NANOS = 1_000_000_000
 
 
-def _dumped(fields: list[Any]) -> SeriesKey:
-    # As the store's own keys are written (the same canonical JSON).
-    return json.dumps(fields, separators=(",", ":"), default=str)
+def _rekeyed(key: SeriesKey, kind: str, bounds: Any) -> SeriesKey:
+    # ``key``'s series with another kind and bounds, written by the store's own
+    # canonical key function (so a round trip gives the same bytes).
+    scope, version, name, _, unit, description, _, pairs = parsed_key(key)
+    return series_key(
+        scope=(scope, version),
+        name=name,
+        kind=kind,
+        unit=unit,
+        description=description,
+        bounds=bounds,
+        attributes=dict(pairs),
+    )
 
 
 def exemplar_key(series: SeriesKey) -> SeriesKey:
     """The key of ``series``' exemplar record."""
-    fields = list(parsed_key(series))
-    fields[6] = [fields[3], fields[6]]
-    fields[3] = KIND
-    return _dumped(fields)
+    fields = parsed_key(series)
+    return _rekeyed(series, KIND, [fields[3], fields[6]])
 
 
 def target_key(key: SeriesKey) -> SeriesKey:
     """The series an exemplar record's ``key`` belongs to."""
-    fields = list(parsed_key(key))
-    fields[3], fields[6] = fields[6]
-    return _dumped(fields)
+    kind, bounds = parsed_key(key)[6]
+    return _rekeyed(key, kind, bounds)
 
 
 def slots_of(kind: object, bounds: object) -> int | None:
@@ -105,11 +111,10 @@ def _whole(part: float, limit: int) -> bool:
 
 
 def possible(values: Sequence[float]) -> bool:
-    """Every slot is empty or one an honest member could have written."""
+    """Every slot is one an honest member could have written (or empty)."""
     for at in range(0, len(values), SLOT):
+        # An empty slot is all zeros, which passes as any other.
         seconds, nanos, value, *ids = values[at : at + SLOT]
-        if seconds == 0 and not any(ids):
-            continue
         if not (
             _whole(seconds, 1 << 40)
             and _whole(nanos, _NANOS)
@@ -168,6 +173,6 @@ def writer_of(shared: StoreRecord | ExponentialRecord) -> ExemplarWriter:
     writer: ExemplarWriter | None = shared.exemplars
     if writer is None:
         fields = parsed_key(shared.key)
-        slots = slots_of(fields[3], fields[6]) or 1
+        slots = slots_of(fields[3], fields[6]) or 1  # a gauge never gets here
         writer = shared.exemplars = ExemplarWriter(shared.key, slots)
     return writer

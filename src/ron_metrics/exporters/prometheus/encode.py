@@ -191,15 +191,24 @@ class DirectEncoder(EncoderOptions):
             families[found.key] = family
         family.merging()
         own_blocks = uniform and family.labelnames is keys
+        # Two attribute sets can render the same labels ({} and {"route": ""}
+        # padded, "k.v" and "k_v" sanitised, 1 and "1"): as on the reference
+        # path, the first series keeps them and the family reports a repeat.
+        blocks: set[str] = set()
         for point, one in zip(points, series, strict=True):
             if own_blocks:
-                self._add_point(family, one, point)
+                labelled = one
             else:
                 # Labels missing from a series are empty; a merged metric is zipped
                 # against the family's label names by position (the reference's way).
                 row = dict(zip(one.keys, one.values, strict=True))
                 values = tuple(row.get(k, "") for k in keys)
-                self._add_point(family, self._aligned(family.labelnames, values), point)
+                labelled = self._aligned(family.labelnames, values)
+            if labelled.block in blocks:
+                family.repeated = True
+                continue
+            blocks.add(labelled.block)
+            self._add_point(family, labelled, point)
         return len(points)
 
     def _intern(self, keys: tuple[str, ...]) -> tuple[str, ...]:
