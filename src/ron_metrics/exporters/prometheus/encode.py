@@ -17,6 +17,9 @@ the same formatting (prometheus_client's float formatting and escaping rules):
 - labels: optional scope labels, then the point's attributes, names sanitised,
   non-string values JSON-encoded, every series of a metric carrying the same label
   names (missing ones empty), sorted;
+- OpenMetrics only: a point's exemplars after its counter sample or its buckets'
+  lines, the latest per bucket (the reference path writes none; the test suite
+  checks that they are all this encoder adds);
 - each series' label block is rendered once and cached between scrapes; the cache
   keeps only the series seen in the latest scrape, so it follows new and dropped
   series and reloads on its own.

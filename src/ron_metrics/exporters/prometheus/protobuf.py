@@ -12,7 +12,9 @@ naming module serves both), with what the protobuf format changes:
   count); an exponential histogram is a native histogram (see
   :mod:`ron_metrics.exporters.prometheus.native`);
 - each series carries its own labels (an absent label and an empty one are the same
-  to Prometheus, so series of a family are not padded to one label set).
+  to Prometheus, so series of a family are not padded to one label set);
+- exemplars: a counter's latest, each classic bucket's latest (with an explicit
+  ``+Inf`` bucket when one lies there), a native histogram's list.
 
 Families whose names clash are left out as in the text formats.
 """
