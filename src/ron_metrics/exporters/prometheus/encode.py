@@ -179,7 +179,7 @@ class DirectEncoder(EncoderOptions):
         found = identity(metric)
         if found is None:
             return 0
-        points = metric.data.data_points
+        points: Sequence[Any] = metric.data.data_points
         series = [self._series(p.attributes, scope) for p in points]
         first = series[0].keys if series else ()
         uniform = all(s.keys is first for s in series)
@@ -211,7 +211,10 @@ class DirectEncoder(EncoderOptions):
                 family.repeated = True
                 continue
             blocks.add(labelled.block)
+            written = len(family.suffixes)
             self._add_point(family, labelled, point)
+            if point.exemplars:
+                _attach_exemplars(family, written, point)
         return len(points)
 
     def _intern(self, keys: tuple[str, ...]) -> tuple[str, ...]:
@@ -251,17 +254,6 @@ class DirectEncoder(EncoderOptions):
         return found
 
     def _add_point(
-        self,
-        family: Family,
-        series: Series,
-        point: NumberDataPoint | HistogramDataPoint | Any,
-    ) -> None:
-        first = len(family.suffixes)
-        self._add_samples(family, series, point)
-        if point.exemplars:
-            _attach_exemplars(family, first, point)
-
-    def _add_samples(
         self,
         family: Family,
         series: Series,
